@@ -1,0 +1,165 @@
+"""Routing config in the database: seeding, snapshots, validated updates, and change propagation.
+
+The proxy's hot path never reads the database: each worker keeps an immutable RoutingTable snapshot and a
+background watcher swaps in a new one when the `version` column moves (checked every CONFIG_POLL_SECONDS,
+so a change made through any worker or replica is live everywhere within a second).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import ModelFlag, ProxyConfig, utcnow
+from .routing import AIRLLM, OLLAMA, Backend, RoutingTable, normalize_model_name
+from .validation import ValidationError, validate_bool, validate_host, validate_model_name, validate_port
+
+log = logging.getLogger(__name__)
+CONFIG_ROW_ID = 1
+
+
+def seed_config(session: Session, settings: dict) -> bool:
+    """Insert the config row from the environment if the database has none. True when it seeded."""
+    if session.get(ProxyConfig, CONFIG_ROW_ID) is not None:
+        return False
+    session.add(ProxyConfig(
+        id=CONFIG_ROW_ID,
+        ollama_host=settings["SEED_OLLAMA_HOST"], ollama_port=settings["SEED_OLLAMA_PORT"],
+        airllm_enabled=settings["SEED_AIRLLM_ENABLED"],
+        airllm_host=settings["SEED_AIRLLM_HOST"], airllm_port=settings["SEED_AIRLLM_PORT"],
+        use_airllm_default=settings["SEED_USE_AIRLLM_DEFAULT"], version=1, updated_at=utcnow(),
+    ))
+    session.flush()
+    log.info("seeded routing config from the environment: Ollama at %s:%s",
+             settings["SEED_OLLAMA_HOST"], settings["SEED_OLLAMA_PORT"])
+    return True
+
+
+def _config_row(session: Session) -> ProxyConfig:
+    row = session.get(ProxyConfig, CONFIG_ROW_ID)
+    if row is None:
+        raise RuntimeError("the routing config row is missing: was the database migrated and seeded?")
+    return row
+
+
+def load_routing_table(session: Session) -> RoutingTable:
+    """Read the whole routing config into an immutable snapshot."""
+    row = _config_row(session)
+    flags = {name: flag for name, flag in session.execute(select(ModelFlag.name, ModelFlag.use_airllm))}
+    return RoutingTable(
+        ollama=Backend(OLLAMA, row.ollama_host, row.ollama_port),
+        airllm=Backend(AIRLLM, row.airllm_host, row.airllm_port),
+        airllm_enabled=row.airllm_enabled,
+        use_airllm_default=row.use_airllm_default,
+        model_flags=flags,
+        version=row.version,
+    )
+
+
+def current_version(session: Session) -> int:
+    return session.execute(select(ProxyConfig.version).where(ProxyConfig.id == CONFIG_ROW_ID)).scalar_one()
+
+
+def _bump(session: Session) -> None:
+    session.execute(update(ProxyConfig).where(ProxyConfig.id == CONFIG_ROW_ID)
+                    .values(version=ProxyConfig.version + 1, updated_at=utcnow()))
+
+
+def config_as_json(table: RoutingTable) -> dict:
+    """The seed's `GET /config/airllm` shape."""
+    return {
+        "ollama_host": table.ollama.host,
+        "ollama_port": table.ollama.port,
+        "airllm_enabled": table.airllm_enabled,
+        "airllm_host": table.airllm.host,
+        "airllm_port": table.airllm.port,
+        "use_airllm_default": table.use_airllm_default,
+        "model_config": dict(sorted(table.model_flags.items())),
+    }
+
+
+def set_ollama_target(session: Session, host=None, port=None) -> None:
+    """Change the Ollama target; a field left out keeps its value. All fields are validated before any write."""
+    if host is None and port is None:
+        raise ValidationError("host", "give host and/or port")
+    row = _config_row(session)
+    new_host = row.ollama_host if host is None else validate_host(host, "host")
+    new_port = row.ollama_port if port is None else validate_port(port, "port")
+    row.ollama_host, row.ollama_port = new_host, new_port
+    _bump(session)
+
+
+def set_airllm_service(session: Session, enabled=None, host=None, port=None, use_airllm_default=None) -> None:
+    """Change the AirLLM service settings; a field left out keeps its value."""
+    if enabled is None and host is None and port is None and use_airllm_default is None:
+        raise ValidationError("enabled", "give at least one of enabled, host, port")
+    row = _config_row(session)
+    values = {
+        "airllm_enabled": row.airllm_enabled if enabled is None else validate_bool(enabled, "enabled"),
+        "airllm_host": row.airllm_host if host is None else validate_host(host, "host"),
+        "airllm_port": row.airllm_port if port is None else validate_port(port, "port"),
+        "use_airllm_default": row.use_airllm_default if use_airllm_default is None
+        else validate_bool(use_airllm_default, "use_airllm_default"),
+    }
+    for name, value in values.items():
+        setattr(row, name, value)
+    _bump(session)
+
+
+def set_model_airllm(session: Session, model_name, enabled) -> str:
+    """Flag one model for AirLLM (or not). Returns the normalised name it was stored under."""
+    name = normalize_model_name(validate_model_name(model_name, "model_name"))
+    enabled = validate_bool(enabled, "enabled")
+    flag = session.get(ModelFlag, name)
+    if flag is None:
+        session.add(ModelFlag(name=name, use_airllm=enabled, updated_at=utcnow()))
+    else:
+        flag.use_airllm, flag.updated_at = enabled, utcnow()
+    _bump(session)
+    return name
+
+
+class ConfigWatcher:
+    """Holds this worker's current RoutingTable and refreshes it when the database version changes."""
+
+    def __init__(self, session_factory: sessionmaker, poll_seconds: float = 0.5):
+        self._factory = session_factory
+        self._poll = poll_seconds
+        self._listeners: list[Callable[[RoutingTable], None]] = []
+        with session_factory() as session:
+            self.table = load_routing_table(session)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def add_listener(self, callback: Callable[[RoutingTable], None]) -> None:
+        self._listeners.append(callback)
+
+    def refresh(self, force: bool = False) -> RoutingTable:
+        """Reload if the version moved (or always, with force); cheap when nothing changed."""
+        with self._factory() as session:
+            if force or current_version(session) != self.table.version:
+                self.table = load_routing_table(session)
+                for callback in self._listeners:
+                    callback(self.table)
+        return self.table
+
+    def start(self) -> None:
+        """Start polling in the background (a greenlet under gevent's monkey-patching, else a thread)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="config-watcher", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._poll):
+            try:
+                self.refresh()
+            except Exception:  # a database hiccup must not kill the watcher; the old snapshot stays valid
+                log.exception("could not refresh the routing config; keeping version %s", self.table.version)
+                time.sleep(self._poll)

@@ -1,0 +1,84 @@
+"""Backend health for `/health` (both ports) and the dashboard: reachable or the exact error, version, RTT.
+
+Answers are cached for HEALTH_CACHE_SECONDS per worker (and per config version), so frequent probes cannot
+hammer the backends. It reuses the proxy's pooled upstream client: no second HTTP stack in every worker.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from .proxy.upstream import UpstreamClient, UpstreamError
+from .routing import Backend
+
+APP_VERSION = "1.0.0"
+
+
+def probe_backend(client: UpstreamClient, backend: Backend, timeout: float = 3.0,
+                  details_path: str | None = None) -> dict:
+    """GET /api/version (and optionally a JSON details path such as the AirLLM server's /health); never raises."""
+    result = {"url": backend.url, "reachable": False, "version": None, "rtt_ms": None, "error": None}
+    started = time.perf_counter()
+    try:
+        status, body = _get(client, backend, "/api/version", timeout)
+    except UpstreamError as exc:
+        verb = "cannot connect to" if exc.kind == "connect" else "no valid answer from"
+        result["error"] = f"{verb} {backend.url}: {exc.message}"
+        return result
+    result["rtt_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    if status != 200 or not isinstance(body, dict):
+        result["error"] = f"HTTP {status} from {backend.url}/api/version"
+        return result
+    result["version"] = body.get("version")
+    result["reachable"] = True
+    if details_path:
+        try:
+            status, body = _get(client, backend, details_path, timeout)
+            if status == 200 and isinstance(body, dict):
+                result["details"] = body
+        except UpstreamError:
+            pass
+    return result
+
+
+def _get(client: UpstreamClient, backend: Backend, path: str, timeout: float):
+    response = client.request("GET", backend.host, backend.port, path, [("accept", "application/json")],
+                              read_timeout=timeout, connect_timeout=timeout)
+    raw = response.read()
+    try:
+        return response.status, json.loads(raw)
+    except ValueError:
+        return response.status, None
+
+
+class HealthChecker:
+    def __init__(self, watcher, client: UpstreamClient, cache_seconds: float = 2.0, timeout: float = 3.0):
+        self.watcher = watcher
+        self.client = client
+        self.cache_seconds = cache_seconds
+        self.timeout = timeout
+        self.started = time.time()
+        self._cached: tuple[float, int, dict] | None = None
+
+    def report(self) -> dict:
+        """The health document; 'degraded' when a backend in use is unreachable (HTTP status stays 200)."""
+        table = self.watcher.table
+        now = time.monotonic()
+        if self._cached and now - self._cached[0] < self.cache_seconds and self._cached[1] == table.version:
+            return self._cached[2]
+        ollama = probe_backend(self.client, table.ollama, self.timeout)
+        airllm = {"enabled": table.airllm_enabled, "url": table.airllm.url}
+        if table.airllm_enabled:
+            airllm.update(probe_backend(self.client, table.airllm, self.timeout, details_path="/health"))
+        degraded = not ollama["reachable"] or (table.airllm_enabled and not airllm.get("reachable"))
+        report = {
+            "status": "degraded" if degraded else "ok",
+            "proxy": {"status": "ok", "version": APP_VERSION, "pid": os.getpid(),
+                      "uptime_s": round(time.time() - self.started, 1), "config_version": table.version},
+            "ollama": ollama,
+            "airllm": airllm,
+            "checked_at": time.time(),
+        }
+        self._cached = (now, table.version, report)
+        return report

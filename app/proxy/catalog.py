@@ -1,0 +1,39 @@
+"""Model lists merged from the Ollama target and the AirLLM server (`/api/tags`, `/api/ps`, `/v1/models`)."""
+from __future__ import annotations
+
+import json
+
+from ..routing import normalize_model_name
+
+
+def merge_model_lists(primary: dict, extra: dict | None, key: str, name_field: str,
+                      additions: list[dict] | None = None) -> dict:
+    """Ollama's list first, then entries only the other side has (each model once), then `additions`."""
+    merged = dict(primary)
+    entries = list(primary.get(key) or [])
+    seen = {normalize_model_name(str(e.get(name_field, ""))) for e in entries if isinstance(e, dict)}
+    for entry in list((extra or {}).get(key) or []) + list(additions or []):
+        if not isinstance(entry, dict):
+            continue
+        name = normalize_model_name(str(entry.get(name_field, "")))
+        if name not in seen:
+            seen.add(name)
+            entries.append(entry)
+    merged[key] = entries if entries or primary.get(key) is not None else primary.get(key, [])
+    return merged
+
+
+LISTS = {
+    # path: (JSON key holding the list, field naming the model)
+    "/api/tags": ("models", "model"),
+    "/api/ps": ("models", "model"),
+    "/v1/models": ("data", "id"),
+}
+
+
+def decode_list(raw: bytes) -> dict | None:
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,72 @@
+"""The response side of the relay: upstream bytes to the client, unchanged, as they arrive."""
+from __future__ import annotations
+
+import logging
+import time
+
+from ..telemetry.records import RequestRecord
+from .errors import stream_error_bytes
+from .upstream import HOP_BY_HOP, ClientGone, UpstreamError, UpstreamResponse
+
+log = logging.getLogger(__name__)
+TAIL_BYTES = 4096
+_STREAM_TYPES = ("application/x-ndjson", "text/event-stream")
+
+
+def response_headers(upstream: UpstreamResponse, backend_label: str) -> list[tuple[str, str]]:
+    """Upstream headers minus hop-by-hop ones (and those its Connection header names), plus our own."""
+    named = {t.strip().lower() for t in (upstream.header("connection") or "").split(",") if t.strip()}
+    headers = [(k, v) for k, v in upstream.headers if k.lower() not in HOP_BY_HOP and k.lower() not in named]
+    headers.append(("X-IntelliProxy-Backend", backend_label))
+    if upstream.content_type.startswith(_STREAM_TYPES):
+        headers.append(("X-Accel-Buffering", "no"))  # tells nginx in front not to buffer the stream
+    return headers
+
+
+class RelayBody:
+    """The WSGI iterable for a relayed reply.
+
+    The server calls close() at the normal end *and* when the client disconnects, even if iteration never
+    started: that is where the upstream socket is closed (so Ollama stops generating) and the record is filed.
+    """
+
+    __slots__ = ("_upstream", "_record", "_recorder", "_path", "_tail", "_closed")
+
+    def __init__(self, upstream: UpstreamResponse, record: RequestRecord, recorder, path: str):
+        self._upstream = upstream
+        self._record = record
+        self._recorder = recorder
+        self._path = path
+        self._tail = b""
+        self._closed = False
+
+    def __iter__(self):
+        record = self._record
+        last = b""
+        try:
+            for piece in self._upstream.iter_body():
+                if record.first_byte is None:
+                    record.first_byte = time.perf_counter()
+                last = piece
+                self._tail = (self._tail + piece)[-TAIL_BYTES:] if len(piece) < TAIL_BYTES else piece[-TAIL_BYTES:]
+                yield piece
+        except ClientGone:
+            record.error = "client disconnected"
+        except UpstreamError as exc:
+            record.error = f"upstream stream interrupted: {exc.message}"
+            log.warning("%s %s: %s", record.method, self._path, record.error)
+            yield stream_error_bytes(self._upstream.content_type, self._path, record.error,
+                                     after_partial_line=bool(last) and not last.endswith(b"\n"))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        upstream = self._upstream
+        if upstream._conn is not None and not upstream._complete and self._record.error is None:
+            self._record.error = "client disconnected"
+        upstream.close()
+        record = self._record
+        record.finished = time.perf_counter()
+        record.tail = self._tail
+        self._recorder.submit(record)
