@@ -32,8 +32,34 @@ log = logging.getLogger(__name__)
 FOREVER = datetime(2318, 1, 1, tzinfo=timezone.utc)   # what "never expires" looks like in /api/ps
 
 
+_import_lock = threading.Lock()
+_imported = False
+
+
+def heavy_imports() -> None:
+    """Import torch, transformers and airllm once, under a lock.
+
+    transformers' lazy module is not safe to import for the first time from two threads at once (the loser gets
+    ``ImportError: cannot import name 'AutoTokenizer'``), and the first requests arrive concurrently.
+    """
+    global _imported
+    with _import_lock:
+        if _imported:
+            return
+        with airllm_output_to_logging():
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+            from transformers import AutoTokenizer, GenerationConfig, LogitsProcessor  # noqa: F401
+
+            import airllm  # noqa: F401
+
+            from . import generation  # noqa: F401
+        _imported = True
+
+
 def resolve_device(setting: str) -> str:
     """AIRLLM_DEVICE if set, else the first CUDA device when there is one, else the CPU."""
+    heavy_imports()
     import torch
 
     if setting:
@@ -205,6 +231,7 @@ class Engine:
                 return cached[1], cached[2]
         if entry.path is None:
             self._download(entry)
+        heavy_imports()
         from transformers import AutoTokenizer
 
         try:
