@@ -484,12 +484,19 @@ class Engine:
             "queue": self.queue.snapshot(),
             "vram": self.vram(),
             "ram_rss_bytes": _rss_bytes(),
+            "ram_peak_rss_bytes": _peak_rss_bytes(),
             "models": sorted(e.name for e in self.registry),
             "broken": [{"name": b.name, "source": b.source, "error": b.error} for b in self.registry.broken],
             "last_error": self.last_error,
             "stats": dict(self.stats),
             "recent": list(self.history),
         }
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _rss_bytes() -> int | None:
