@@ -25,7 +25,7 @@ def validate_host(value, field: str = "host") -> str:
         raise ValidationError(field, "is required")
     if not isinstance(value, str):
         raise ValidationError(field, "must be a string")
-    host = value.strip()
+    host = value.strip(" ")
     if not host:
         raise ValidationError(field, "must not be empty")
     if len(host) > 253:

@@ -1,11 +1,21 @@
 """Shared fixtures: a fake Ollama upstream (a real HTTP server) and the real proxy under gunicorn + gevent."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
 from tests.support.fake_ollama import FakeOllama
 from tests.support.proxy_process import ProxyProcess
+
+
+CONFIG_POLL_SECONDS = 0.1
+
+
+def wait_for_config_propagation() -> None:
+    """Every worker polls the config version; after this long all of them have the latest snapshot."""
+    time.sleep(CONFIG_POLL_SECONDS * 3)
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +43,7 @@ def proxy(tmp_path_factory, fake_ollama, fake_airllm):
     server = ProxyProcess(tmp / "proxy.db", env={
         "OLLAMA_HOST": f"127.0.0.1:{fake_ollama.port}",
         "AIRLLM_HOST": "127.0.0.1", "AIRLLM_PORT": str(fake_airllm.port),
-        "MAX_REQUEST_MB": "1",
+        "MAX_REQUEST_MB": "1", "CONFIG_POLL_SECONDS": str(CONFIG_POLL_SECONDS),
     }).start()
     yield server
     server.stop()
@@ -49,3 +59,4 @@ def reset_routing(proxy, fake_ollama, fake_airllm):
                                                         "port": fake_airllm.port}, timeout=5)
     for name in ("llama3.1:70b", "llama3.2:1b", "ghost-model", "qwen2.5-coder:7b"):
         requests.post(f"{url}/config/model/airllm", json={"model_name": name, "enabled": False}, timeout=5)
+    wait_for_config_propagation()

@@ -70,10 +70,10 @@ def forward_headers(environ, drop_authorization: bool) -> list[tuple[str, str]]:
                 continue
             if drop_authorization and name == "authorization":
                 continue
-            headers.append((name, value))
+            headers.append((name.title(), value))
     content_type = environ.get("CONTENT_TYPE")
     if content_type:
-        headers.append(("content-type", content_type))
+        headers.append(("Content-Type", content_type))
     return headers
 
 

@@ -315,7 +315,12 @@ class UpstreamClient:
                 if reused and replayable and attempt == 1:
                     continue  # the server closed an idle keep-alive socket just as we used it
                 raise UpstreamError("closed", "upstream closed the connection before answering") from None
-            except (ClientGone, UpstreamError):
+            except UpstreamError as exc:
+                conn.close()
+                if exc.kind == "closed" and reused and replayable and attempt == 1 and not conn.buf:
+                    continue  # reset before any answer: the same race as above, seen as ECONNRESET
+                raise
+            except ClientGone:
                 conn.close()
                 raise
             except OSError as exc:

@@ -1,0 +1,28 @@
+"""Migrations apply to an empty database and leave nothing for autogenerate to add."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_upgrade_head_then_check(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}", "PATH": str(Path(sys.executable).parent)}
+    alembic = str(Path(sys.executable).with_name("alembic"))
+    for command in (["upgrade", "head"], ["check"], ["downgrade", "base"], ["upgrade", "head"]):
+        result = subprocess.run([alembic, *command], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_migrate_seeds_once_from_the_environment(tmp_path):
+    from app.config import load_settings
+    from app.config_store import load_routing_table
+    from app.db import make_engine, make_session_factory
+    from app.migrate import migrate_and_seed
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    migrate_and_seed(load_settings({"DATABASE_URL": url, "OLLAMA_HOST": "gpu:7000", "OLLAMA_PORT": "1"}))
+    migrate_and_seed(load_settings({"DATABASE_URL": url, "OLLAMA_HOST": "other", "AIRLLM_ENABLED": "true"}))
+    with make_session_factory(make_engine(url))() as session:
+        table = load_routing_table(session)
+    assert (table.ollama.host, table.ollama.port, table.airllm_enabled) == ("gpu", 7000, False)
