@@ -53,8 +53,6 @@ else:
         freeze_heap()
 load_s = time.perf_counter() - t0
 tok = AutoTokenizer.from_pretrained(model)
-ids = torch.tensor([tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                             tokenize=False)], dtype=object) if False else None
 text = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False) \
     if tok.chat_template else prompt
 ids = torch.tensor([tok(text, add_special_tokens=not tok.chat_template)["input_ids"]], device=device)
