@@ -26,6 +26,7 @@ keepalive = int(os.environ.get("KEEPALIVE_SECONDS", "75"))
 accesslog = os.environ.get("ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+control_socket_disable = True  # several instances (tests, replicas) must not fight over one socket path
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 
@@ -35,4 +36,11 @@ def on_starting(server):
     from app.config import load_settings
 
     os.environ["INTELLIPROXY_MIGRATED"] = load_settings()["DATABASE_URL"]
-control_socket_disable = True  # several instances (tests, replicas) must not fight over one socket path
+
+
+def worker_exit(server, worker):
+    """Write the request records still queued in memory before the worker goes away."""
+    services = getattr(getattr(worker, "wsgi", None), "services", None)
+    if services is not None:
+        services.recorder.stop()
+        services.watcher.stop()

@@ -12,8 +12,8 @@ ROUTED_BY_BODY = frozenset({
     "/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
 })
-# Only these stream from the server side in Ollama's native API; everything on /v1 streams only on request.
-_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
+# Host is rewritten to the upstream's; the length is recomputed; Expect was already answered by our server.
+_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect"}
 
 
 class BadRequest(Exception):

@@ -79,10 +79,11 @@ class ProxyProcess:
         return self
 
     def stop(self) -> None:
+        """Quick shutdown (SIGINT): a graceful one would wait for the test clients' idle keep-alive sockets."""
         if self.process is None:
             return
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, signal.SIGINT)
             self.process.wait(timeout=15)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             try:

@@ -1,0 +1,45 @@
+"""PROXY_API_KEYS: the proxy port wants a Bearer key (not forwarded upstream); liveness probes stay open."""
+from __future__ import annotations
+
+import ollama
+import openai
+import pytest
+import requests
+
+from tests.support.proxy_process import ProxyProcess
+
+
+@pytest.fixture(scope="module")
+def locked_proxy(tmp_path_factory, fake_ollama):
+    server = ProxyProcess(tmp_path_factory.mktemp("keys") / "k.db", workers=1, env={
+        "OLLAMA_HOST": f"127.0.0.1:{fake_ollama.port}", "PROXY_API_KEYS": "key-one, key-two"}).start()
+    yield server
+    server.stop()
+
+
+def test_missing_or_wrong_key_gets_401_in_each_api_shape(locked_proxy):
+    native = requests.get(f"{locked_proxy.proxy_url}/api/tags", timeout=5)
+    assert native.status_code == 401 and native.json() == {"error": "unauthorized: missing or invalid API key"}
+    wrong = requests.post(f"{locked_proxy.proxy_url}/v1/chat/completions", timeout=5,
+                          headers={"Authorization": "Bearer nope"}, json={"model": "x", "messages": []})
+    assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
+
+
+def test_liveness_probes_stay_open(locked_proxy):
+    assert requests.get(f"{locked_proxy.proxy_url}/", timeout=5).text == "Ollama is running"
+    assert requests.head(f"{locked_proxy.proxy_url}/", timeout=5).status_code == 200
+    assert requests.get(f"{locked_proxy.proxy_url}/health", timeout=5).status_code == 200
+
+
+def test_official_clients_with_a_key_work_and_the_key_stays_here(locked_proxy, fake_ollama, monkeypatch):
+    monkeypatch.setenv("OLLAMA_API_KEY", "key-two")
+    fake_ollama.reset()
+    assert "llama3.2:1b" in [m.model for m in ollama.Client(host=locked_proxy.proxy_url).list().models]
+    assert "Authorization" not in fake_ollama.requests_to("/api/tags")[-1].headers
+    oai = openai.OpenAI(base_url=f"{locked_proxy.proxy_url}/v1", api_key="key-one", max_retries=0)
+    assert oai.chat.completions.create(model="llama3.2:1b", messages=[{"role": "user", "content": "hi"}],
+                                       max_tokens=1).choices[0].message.content == "ollama-0 "
+    monkeypatch.setenv("OLLAMA_API_KEY", "wrong")
+    with pytest.raises(ollama.ResponseError) as err:
+        ollama.Client(host=locked_proxy.proxy_url).list()
+    assert err.value.status_code == 401
