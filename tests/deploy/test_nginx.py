@@ -1,0 +1,298 @@
+"""deploy/nginx.conf under a real nginx, in front of the real gunicorn server and a fake Ollama.
+
+Covers what the config promises: it passes `nginx -t`, streams chunk by chunk, lets multi-GB blob uploads through
+while other bodies keep the size limit, keeps HTTP/1.1 connections to gunicorn alive, sends each face to its own
+port, and forwards the client address so that the request log shows the real client and a spoofed header does not.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import socket
+import sqlite3
+import time
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from tests.deploy.nginx_process import NGINX, NGINX_CONF, SKIP_REASON, NginxProcess, render
+from tests.support.fake_ollama import FakeOllama
+from tests.support.proxy_process import ProxyProcess
+
+pytestmark = pytest.mark.skipif(NGINX is None, reason=SKIP_REASON)
+
+BLOB_MB = 150  # above nginx's client_max_body_size (100m) and the app's MAX_REQUEST_MB (1 here)
+
+
+class SourceAddressAdapter(HTTPAdapter):
+    """Connect from a chosen loopback address (127.0.0.0/8 is all local), so nginx sees a distinct client."""
+
+    def __init__(self, source: str, **kwargs):
+        self.source = source
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.source, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def client_from(source: str) -> requests.Session:
+    session = requests.Session()
+    session.mount("http://", SourceAddressAdapter(source))
+    return session
+
+
+class GeneratedBody:
+    """`size` bytes made on the fly (never held whole), the same bytes on every pass, with a Content-Length."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, size: int, seed: int = 6):
+        self.size = size
+        self.base = random.Random(seed).randbytes(self.BLOCK)
+        self.pos = 0
+
+    def __len__(self) -> int:
+        return self.size - self.pos
+
+    def _piece(self, pos: int, n: int) -> bytes:
+        block, offset = divmod(pos, self.BLOCK)
+        data = block.to_bytes(8, "big") + self.base[8:]  # every MiB differs from the others
+        return data[offset:offset + n]
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = self.size - self.pos
+        n = min(n, self.size - self.pos, self.BLOCK - self.pos % self.BLOCK)
+        data = self._piece(self.pos, n)
+        self.pos += len(data)
+        return data
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for pos in range(0, self.size, self.BLOCK):
+            digest.update(self._piece(pos, min(self.BLOCK, self.size - pos)))
+        return "sha256:" + digest.hexdigest()
+
+
+def log_rows_after(db_path, last_id: int, endpoint: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
+    """request_log rows newer than `last_id` for `endpoint`, once `count` of them were flushed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with sqlite3.connect(db_path, timeout=5) as db:
+            db.row_factory = sqlite3.Row
+            rows = [dict(r) for r in db.execute(
+                "SELECT id, client, endpoint, status FROM request_log WHERE id > ? AND endpoint = ? ORDER BY id",
+                (last_id, endpoint))]
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
+def last_log_id(db_path) -> int:
+    with sqlite3.connect(db_path, timeout=5) as db:
+        return db.execute("SELECT COALESCE(MAX(id), 0) FROM request_log").fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    server = FakeOllama("ollama").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(tmp_path_factory, upstream):
+    """gunicorn trusting one proxy hop, and the shipped nginx config in front of it."""
+    tmp = tmp_path_factory.mktemp("nginx")
+    app = ProxyProcess(tmp / "behind-nginx.db", env={
+        "OLLAMA_HOST": f"127.0.0.1:{upstream.port}", "TRUSTED_PROXY_HOPS": "1", "MAX_REQUEST_MB": "1",
+    }).start()
+    nginx = NginxProcess(tmp / "nginx", f"127.0.0.1:{app.proxy_port}", f"127.0.0.1:{app.dashboard_port}")
+    try:
+        nginx.start()
+    except Exception:
+        app.stop()
+        raise
+    yield app, nginx
+    nginx.stop()
+    app.stop()
+
+
+def test_shipped_config_passes_nginx_t(tmp_path):
+    nginx = NginxProcess(tmp_path, "127.0.0.1:1", "127.0.0.1:2")
+    result = nginx.check()
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def test_render_changes_only_addresses_and_ports(tmp_path):
+    shipped = NGINX_CONF.read_text()
+    rendered = render(shipped, tmp_path, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4")
+    added = {f"    {name} {tmp_path / name.removesuffix('_temp_path')};" for name in
+             ("client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path")}
+    kept = [line for line in rendered.splitlines() if line not in added]
+    changed = [(a, b) for a, b in zip(shipped.splitlines(), kept) if a != b]
+    assert len(kept) == len(shipped.splitlines())
+    assert [b.strip() for _, b in changed] == ["server 127.0.0.1:1;", "server 127.0.0.1:2;",
+                                               "listen 127.0.0.1:3;", "listen 127.0.0.1:4;"]
+
+
+def test_ndjson_chunks_reach_the_client_as_they_are_produced(behind_nginx):
+    _, nginx = behind_nginx
+    lines = 5
+    response = requests.post(f"{nginx.api_url}/api/generate", stream=True, timeout=30, json={
+        "model": "llama3.2:1b", "prompt": "hi", "options": {"num_predict": lines, "fake_delay_ms": 200}})
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/x-ndjson"
+    arrivals = [(time.time(), json.loads(line)) for line in response.iter_lines()]
+    emitted = [chunk["emitted_at"] for _, chunk in arrivals if "emitted_at" in chunk]
+    assert len(emitted) == lines and arrivals[-1][1]["done"] is True
+    # Not buffered by nginx: the first line is in the client's hands before the fake even wrote the last one,
+    # and every line arrives shortly after the fake wrote it (a generous bound: not a speed test).
+    assert arrivals[0][0] < emitted[-1]
+    assert all(arrived - chunk["emitted_at"] < 0.5 for arrived, chunk in arrivals if "emitted_at" in chunk)
+
+
+def test_sse_chunks_reach_the_client_as_they_are_produced(behind_nginx):
+    _, nginx = behind_nginx
+    response = requests.post(f"{nginx.api_url}/v1/chat/completions", stream=True, timeout=30, json={
+        "model": "llama3.2:1b", "stream": True, "max_tokens": 4, "fake_delay_ms": 200,
+        "messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/event-stream"
+    arrivals = [time.monotonic() for line in response.iter_lines() if line.startswith(b"data: {")]
+    assert len(arrivals) >= 4
+    # Spread over the fake's schedule (4 x 200 ms), not delivered in one lump at the end.
+    assert arrivals[-1] - arrivals[0] > 0.4
+
+
+def test_large_blob_upload_passes_and_arrives_intact(behind_nginx, upstream):
+    _, nginx = behind_nginx
+    body = GeneratedBody(BLOB_MB << 20)
+    digest = body.sha256()
+    started = time.monotonic()
+    response = requests.post(f"{nginx.api_url}/api/blobs/{digest}", data=body, timeout=120)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 201, response.text
+    # The fake hashed what it received: a digest mismatch would have been a 400.
+    assert upstream.state.blobs[digest] == BLOB_MB << 20
+    # Streamed through (proxy_request_buffering off), not spooled to disk first: nginx warns when it spools.
+    assert "buffered to a temporary file" not in nginx.log_tail(lines=1000)
+    print(f"\n{BLOB_MB} MiB blob through nginx + gunicorn in {elapsed:.2f} s")
+
+
+def test_other_bodies_keep_their_limits(behind_nginx):
+    _, nginx = behind_nginx
+    # Over the app's MAX_REQUEST_MB (1 here): nginx lets it through, the app answers 413 in the API's shape.
+    big = {"model": "llama3.2:1b", "prompt": "x" * (2 << 20), "stream": False}
+    response = requests.post(f"{nginx.api_url}/api/generate", json=big, timeout=30)
+    assert response.status_code == 413 and "MAX_REQUEST_MB" in response.json()["error"]
+    # Over nginx's own client_max_body_size (100m): refused from the Content-Length alone, nothing sent.
+    with socket.create_connection(("127.0.0.1", nginx.api_port), timeout=10) as sock:
+        sock.sendall(b"POST /api/chat HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (101 << 20))
+        assert sock.recv(4096).split(b"\r\n", 1)[0] == b"HTTP/1.1 413 Request Entity Too Large"
+
+
+def test_each_server_block_reaches_its_own_face(behind_nginx, upstream):
+    _, nginx = behind_nginx
+    assert requests.get(f"{nginx.api_url}/health", timeout=10).status_code == 200
+    assert requests.get(f"{nginx.dashboard_url}/health", timeout=10).status_code == 200
+    seen = len(upstream.state.received)
+    assert requests.get(f"{nginx.api_url}/api/version", timeout=10).json()["version"]
+    assert [r.path for r in upstream.state.received[seen:]] == ["/api/version"]
+    # The dashboard block lands on the dashboard face, which never relays anything to Ollama.
+    seen = len(upstream.state.received)
+    assert requests.get(f"{nginx.dashboard_url}/api/version", timeout=10).status_code != 200
+    assert upstream.state.received[seen:] == []
+
+
+def _tcp_states(port: int) -> dict[str, int]:
+    """Counts of TCP states of loopback connections with `port` at either end (from /proc/net/tcp)."""
+    names = {"01": "established", "06": "time_wait"}
+    counts = {"established": 0, "time_wait": 0}
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        if state in names and port in (int(local.split(":")[1], 16), int(remote.split(":")[1], 16)):
+            counts[names[state]] += 1
+    return counts
+
+
+def test_connections_to_gunicorn_are_kept_alive(behind_nginx):
+    app, nginx = behind_nginx
+    session = requests.Session()
+    session.get(f"{nginx.api_url}/api/version", timeout=10)
+    before = _tcp_states(app.proxy_port)
+    for _ in range(10):
+        assert session.get(f"{nginx.api_url}/api/version", timeout=10).status_code == 200
+    after = _tcp_states(app.proxy_port)
+    # HTTP/1.1 with Connection "" and an upstream keepalive pool: the ten requests reuse idle connections
+    # instead of opening (and closing) one each, which would leave ten more sockets in TIME_WAIT.
+    assert after["time_wait"] - before["time_wait"] < 3, (before, after)
+    assert after["established"] >= 2  # at least one idle nginx -> gunicorn connection, both ends counted
+
+
+def logged_client(db_path, url: str, source: str, forwarded_for: str | None = None) -> list[tuple[str, int]]:
+    """Send one generate request from `source` to `url`; (client, status) of the request_log rows it made."""
+    last = last_log_id(db_path)
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    response = client_from(source).post(f"{url}/api/generate", timeout=30, headers=headers,
+                                        json={"model": "llama3.2:1b", "prompt": "hi", "stream": False})
+    assert response.status_code == 200
+    return [(r["client"], r["status"]) for r in log_rows_after(db_path, last, "/api/generate")]
+
+
+def test_request_log_records_the_client_address_nginx_saw(behind_nginx):
+    app, nginx = behind_nginx
+    # gunicorn saw nginx (127.0.0.1); the log shows the client nginx saw, from X-Forwarded-For.
+    assert logged_client(app.db_path, nginx.api_url, "127.0.0.2") == [("127.0.0.2", 200)]
+
+
+def test_spoofed_forwarded_for_through_nginx_is_not_taken_as_the_client(behind_nginx):
+    app, nginx = behind_nginx
+    # nginx appends the address it saw; the app trusts only that last hop.
+    assert logged_client(app.db_path, nginx.api_url, "127.0.0.3", "203.0.113.9, 198.51.100.7") == \
+        [("127.0.0.3", 200)]
+
+
+def test_spoofed_forwarded_for_straight_to_gunicorn_is_ignored_by_default(proxy):
+    """TRUSTED_PROXY_HOPS=0 (the default, the session server): X-Forwarded-For is never read."""
+    assert logged_client(proxy.db_path, proxy.proxy_url, "127.0.0.4", "203.0.113.9") == [("127.0.0.4", 200)]
+
+
+def test_with_hops_1_gunicorn_must_not_be_reachable_directly(behind_nginx):
+    """Why docs/deploying.md says so: with TRUSTED_PROXY_HOPS=1 whoever connects straight to gunicorn is taken
+    to be nginx, so its X-Forwarded-For is believed. Only nginx may be able to connect."""
+    app, _ = behind_nginx
+    assert logged_client(app.db_path, app.proxy_url, "127.0.0.5", "203.0.113.9") == [("203.0.113.9", 200)]
+
+def test_online_backup_of_the_live_database(behind_nginx, tmp_path):
+    """deploy/sqlite_backup.py copies the WAL database while gunicorn holds it open, into one checked file."""
+    import subprocess
+    import sys
+
+    app, nginx = behind_nginx
+    for _ in range(3):
+        requests.post(f"{nginx.api_url}/api/generate", timeout=30,
+                      json={"model": "llama3.2:1b", "prompt": "hi", "stream": False})
+    rows = log_rows_after(app.db_path, 0, "/api/generate", count=3)
+    dest = tmp_path / "backup" / "intelliproxy.db"
+    script = str(NGINX_CONF.parent / "sqlite_backup.py")
+    # The database comes from DATABASE_URL, as in the container.
+    result = subprocess.run([sys.executable, script, str(dest)], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "DATABASE_URL": f"sqlite:///{app.db_path}"})
+    assert result.returncode == 0, result.stderr
+    assert "integrity ok" in result.stdout
+    assert not dest.with_name(dest.name + "-wal").exists()
+    with sqlite3.connect(dest) as copy:
+        assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        copied = copy.execute("SELECT COUNT(*) FROM request_log WHERE endpoint = '/api/generate'").fetchone()[0]
+    assert copied >= len(rows)
+    again = subprocess.run([sys.executable, script, str(dest), "--db", str(app.db_path)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and "exists" in again.stderr  # never overwrites an earlier backup
