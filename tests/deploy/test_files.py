@@ -357,3 +357,14 @@ def test_nginx_streams_and_forwards_the_client_on_every_location():
     # Set once in `http {}`: a proxy_set_header inside a server or location would silently drop all of these.
     assert {d for d, n, _ in nginx_directives() if n == "proxy_set_header"} == {1}
     assert {d for d, n, _ in nginx_directives() if n in ("proxy_buffering", "proxy_request_buffering")} == {1}
+
+
+def test_deploying_doc_names_only_files_that_exist():
+    text = (ROOT / "docs" / "deploying.md").read_text()
+    named = set(re.findall(r"`((?:deploy|docs|app|tests)/[\w./-]+|Dockerfile(?:\.airllm)?|docker-compose\.yml|"
+                           r"\.env\.example|gunicorn\.conf\.py|requirements[\w-]*\.txt)`", text))
+    named |= set(re.findall(r"\]\(([\w-]+\.md)\)", text))
+    assert {"deploy/nginx.conf", "deploy/sqlite_backup.py", "Dockerfile.airllm"} <= named
+    for name in named:
+        path = ROOT / name if "/" in name or not name.endswith(".md") or name.startswith("docs") else ROOT / "docs" / name
+        assert path.exists(), name

@@ -296,3 +296,15 @@ def test_online_backup_of_the_live_database(behind_nginx, tmp_path):
     again = subprocess.run([sys.executable, script, str(dest), "--db", str(app.db_path)],
                            capture_output=True, text=True, timeout=60)
     assert again.returncode != 0 and "exists" in again.stderr  # never overwrites an earlier backup
+
+
+def test_dashboard_same_origin_check_passes_through_nginx(behind_nginx, upstream):
+    """nginx forwards the Host the browser used (port included), so the dashboard's Origin check still matches."""
+    _, nginx = behind_nginx
+    target = {"host": "127.0.0.1", "port": upstream.port}  # the same target: nothing changes but the version
+    response = requests.post(f"{nginx.dashboard_url}/config/ollama", json=target, timeout=10,
+                             headers={"Origin": nginx.dashboard_url})
+    assert response.status_code == 200, response.text
+    response = requests.post(f"{nginx.dashboard_url}/config/ollama", json=target, timeout=10,
+                             headers={"Origin": "http://evil.example"})
+    assert response.status_code == 403
