@@ -20,7 +20,7 @@ RUN groupadd --system --gid 10001 intelliproxy \
 
 WORKDIR /app
 COPY requirements.txt ./
-RUN pip install --no-compile -r requirements.txt
+RUN pip install -r requirements.txt
 
 # The code belongs to root and is read-only for the service user; only /data is writable.
 COPY alembic.ini gunicorn.conf.py wsgi.py ./
