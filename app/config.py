@@ -6,7 +6,6 @@ holds its own copy of this object. The OLLAMA_*/AIRLLM_* values below only seed 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 from .hostparse import parse_ollama_host
@@ -67,7 +66,8 @@ def load_settings(env: dict | None = None) -> dict:
         "HEALTH_CACHE_SECONDS": _float(env, "HEALTH_CACHE_SECONDS", 2.0),
         "PROXY_API_KEYS": frozenset(k.strip() for k in env.get("PROXY_API_KEYS", "").split(",") if k.strip()),
         "ADMIN_TOKEN": env.get("ADMIN_TOKEN", "").strip(),
-        "SECRET_KEY": env.get("SECRET_KEY") or secrets.token_hex(32),
+        # Empty: the dashboard makes one and keeps it in the database, so all workers and restarts share it.
+        "SECRET_KEY": env.get("SECRET_KEY", "").strip(),
         # Number of reverse proxies (nginx) in front whose X-Forwarded-For is trusted; 0 trusts none.
         "TRUSTED_PROXY_HOPS": _int(env, "TRUSTED_PROXY_HOPS", 0),
         "LOG_RETENTION": _int(env, "LOG_RETENTION", 200),

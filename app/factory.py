@@ -16,6 +16,7 @@ from .proxy.upstream import UpstreamClient
 from .services import Services
 from .telemetry.recorder import Recorder
 from .telemetry.sinks import RequestLogSink
+from .telemetry.stats import StatsSink
 
 # Set by gunicorn.conf.py once migrations ran in the master's child process; workers then skip them.
 MIGRATED_ENV = "INTELLIPROXY_MIGRATED"
@@ -59,7 +60,8 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     engine = make_engine(settings["DATABASE_URL"])
     session_factory = make_session_factory(engine)
     watcher = ConfigWatcher(session_factory, settings["CONFIG_POLL_SECONDS"])
-    recorder = Recorder(session_factory, [RequestLogSink(settings["LOG_RETENTION"], settings["STORE_PROMPTS"])],
+    recorder = Recorder(session_factory, [RequestLogSink(settings["LOG_RETENTION"], settings["STORE_PROMPTS"]),
+                                          StatsSink()],
                         settings["TELEMETRY_FLUSH_SECONDS"])
     services = Services(
         settings=settings, engine=engine, session_factory=session_factory, watcher=watcher, recorder=recorder,

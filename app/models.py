@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -63,3 +63,74 @@ class RequestLog(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+# -- statistics (app/telemetry/stats.py writes them, app/dashboard and app/metrics.py read them) --------------
+
+# Upper bounds (ms) of the latency histogram kept per bucket; the last bucket (lat_15) counts everything slower.
+LATENCY_BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000)
+LATENCY_COLUMNS = tuple(f"lat_{i:02d}" for i in range(len(LATENCY_BOUNDS_MS) + 1))
+
+
+class StatsCounters:
+    """Additive counters shared by the per-minute and the all-time tables (every column sums across workers)."""
+
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    duration_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    duration_ms_max: Mapped[float] = mapped_column(Float, default=0.0)
+    ttft_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)  # streamed 2xx replies only
+    ttft_count: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    eval_tokens: Mapped[int] = mapped_column(BigInteger, default=0)  # tokens generated (eval_count)
+    timed_eval_tokens: Mapped[int] = mapped_column(BigInteger, default=0)  # those that came with eval_duration
+    eval_duration_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    lat_00: Mapped[int] = mapped_column(Integer, default=0)
+    lat_01: Mapped[int] = mapped_column(Integer, default=0)
+    lat_02: Mapped[int] = mapped_column(Integer, default=0)
+    lat_03: Mapped[int] = mapped_column(Integer, default=0)
+    lat_04: Mapped[int] = mapped_column(Integer, default=0)
+    lat_05: Mapped[int] = mapped_column(Integer, default=0)
+    lat_06: Mapped[int] = mapped_column(Integer, default=0)
+    lat_07: Mapped[int] = mapped_column(Integer, default=0)
+    lat_08: Mapped[int] = mapped_column(Integer, default=0)
+    lat_09: Mapped[int] = mapped_column(Integer, default=0)
+    lat_10: Mapped[int] = mapped_column(Integer, default=0)
+    lat_11: Mapped[int] = mapped_column(Integer, default=0)
+    lat_12: Mapped[int] = mapped_column(Integer, default=0)
+    lat_13: Mapped[int] = mapped_column(Integer, default=0)
+    lat_14: Mapped[int] = mapped_column(Integer, default=0)
+    lat_15: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StatsMinute(StatsCounters, Base):
+    """Aggregates per minute, model and backend: the charts and the last hour/day (pruned after two days)."""
+
+    __tablename__ = "stats_minute"
+
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix time of the minute's start
+    model: Mapped[str] = mapped_column(String(256), primary_key=True)  # "" for requests without a model
+    backend: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class StatsTotal(StatsCounters, Base):
+    """Aggregates per model and backend since the first request: totals and the Prometheus counters."""
+
+    __tablename__ = "stats_total"
+
+    model: Mapped[str] = mapped_column(String(256), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(32), primary_key=True)
+    first_at: Mapped[float] = mapped_column(Float)  # Unix time
+    last_at: Mapped[float] = mapped_column(Float)
+
+
+class AppSecret(Base):
+    """Generated secrets every worker and replica must share (the dashboard's session key when SECRET_KEY is unset)."""
+
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+assert len(LATENCY_COLUMNS) == len([c for c in StatsCounters.__annotations__ if c.startswith("lat_")])

@@ -1,0 +1,12 @@
+"""The navigation bar: (label, endpoint) in display order. Adding a page is one line here."""
+
+NAV_ITEMS = [
+    ("Overview", "dashboard.overview"),
+    ("Connections", "dashboard.connections"),
+    ("Models", "dashboard.models"),
+    ("Routing", "intelli.routing"),
+    ("Performance", "intelli.performance"),
+    ("Statistics", "dashboard.statistics"),
+    ("Request log", "dashboard.request_log"),
+    ("API", "dashboard.api_reference"),
+]

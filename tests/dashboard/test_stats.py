@@ -1,0 +1,168 @@
+"""The statistics sink and its queries, the JSON twins (/stats, /requests, /requests/clear) and /metrics."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from app.models import StatsMinute, StatsTotal
+from app.telemetry import stats
+from app.telemetry.stats import Aggregate, StatsSink, latency_slot
+
+from .conftest import record, submit
+
+
+def test_sink_aggregates_per_minute_model_and_backend(services):
+    now = time.time()
+    submit(services, record(model="llama3", duration_ms=100, started_wall=now),
+           record(model="llama3:latest", duration_ms=300, started_wall=now, status=500, error="x"),
+           record(model="llama3", backend="airllm", started_wall=now),
+           record(model="llama3", started_wall=now - 3600))
+    with services.session_factory() as session:
+        totals = {(r.model, r.backend): r for r in session.execute(select(StatsTotal)).scalars()}
+        minutes = session.execute(select(func.count()).select_from(StatsMinute)).scalar()
+    assert set(totals) == {("llama3:latest", "ollama"), ("llama3:latest", "airllm")}
+    row = totals[("llama3:latest", "ollama")]
+    assert (row.requests, row.errors, row.eval_tokens, row.timed_eval_tokens) == (3, 1, 120, 120)
+    assert minutes == 3
+
+
+def test_counters_add_up_across_flushes_and_workers(services):
+    """Two sinks (two workers) writing at once add to the same rows."""
+    other = StatsSink()
+    now = time.time()
+    batches = [[record(started_wall=now, duration_ms=50) for _ in range(20)] for _ in range(10)]
+
+    def worker(sink, batch_list):
+        for batch in batch_list:
+            with services.session_factory.begin() as session:
+                sink.write(session, batch)
+
+    threads = [threading.Thread(target=worker, args=(s, batches[i::2])) for i, s in enumerate((StatsSink(), other))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with services.session_factory() as session:
+        assert stats.totals(session)["requests"] == 200
+        assert stats.per_model(session, "hour")[0].stats.requests == 200
+
+
+def test_percentile_is_estimated_from_the_histogram():
+    agg = Aggregate()
+    for ms in range(1, 101):  # 1..100 ms
+        row = {"requests": 1, "duration_ms_sum": ms, "duration_ms_max": ms,
+               f"lat_{latency_slot(ms):02d}": 1}
+        agg.add(row)
+    assert agg.mean_ms == pytest.approx(50.5)
+    assert 90 <= agg.p95_ms <= 100
+    single = Aggregate().add({"requests": 1, "duration_ms_sum": 3.0, "duration_ms_max": 3.0, "lat_00": 1})
+    assert single.p95_ms == 3.0  # one sample's p95 is that sample, never above the max seen
+    assert Aggregate().p95_ms is None
+
+
+def test_ttft_counts_streamed_successes_and_tokens_per_second(services):
+    submit(services, record(ttfb_ms=40, eval_count=100, eval_duration_ns=2_000_000_000),
+           record(ttfb_ms=60, eval_count=100, eval_duration_ns=2_000_000_000),
+           record(ttfb_ms=900, streamed=False, eval_count=10, eval_duration_ns=None),
+           record(ttfb_ms=5, status=502))
+    with services.session_factory() as session:
+        item = stats.per_model(session)[0].stats
+    assert item.ttft_ms == pytest.approx(50.0)
+    assert item.tokens_per_s == pytest.approx(50.0) and item.eval_tokens == 100 + 100 + 10 + 40  # tokens count even without a duration
+
+
+def test_series_has_a_point_per_minute_with_zeros_when_idle(services):
+    now = time.time()
+    submit(services, record(started_wall=now), record(started_wall=now - 600), record(started_wall=now - 600))
+    with services.session_factory() as session:
+        hour = stats.series(session, "hour", now=now)
+        day = stats.series(session, "day", now=now)
+        one_model = stats.series(session, "hour", model="nothing", now=now)
+    assert len(hour["points"]["t"]) == 60 and sum(hour["points"]["requests"]) == 3
+    assert hour["points"]["requests"][-1] == 1 and max(hour["points"]["requests"]) == 2
+    assert 96 <= len(day["points"]["t"]) <= 97 and sum(day["points"]["requests"]) == 3
+    assert sum(one_model["points"]["requests"]) == 0
+
+
+def test_old_minutes_are_pruned_but_totals_stay(services):
+    [sink] = [s for s in services.recorder.sinks if isinstance(s, StatsSink)]
+    submit(services, record(started_wall=time.time() - 3 * 86400))
+    sink._next_prune = 0
+    submit(services, record())
+    with services.session_factory() as session:
+        assert session.execute(select(func.count()).select_from(StatsMinute)).scalar() == 1
+        assert stats.totals(session)["requests"] == 2
+
+
+# -- JSON twins -----------------------------------------------------------------------------------------------
+
+def test_stats_json(client, services):
+    submit(services, record(duration_ms=100), record(model=None, endpoint="/api/tags", eval_count=None))
+    body = client.get("/stats").get_json()
+    assert body["totals"]["requests"] == 2 and body["totals"]["tokens_generated"] == 40
+    models = {(m["model"], m["backend"]): m for m in body["models"]}
+    assert models[("llama3.2:1b", "ollama")]["mean_ms"] == 100.0
+    assert (None, "ollama") in models
+    series = client.get("/stats?range=hour&series=1").get_json()["series"]
+    assert series["step_s"] == 60 and sum(series["points"]["requests"]) == 2
+    assert client.get("/stats?range=week").status_code == 400
+
+
+def test_requests_json_filters_and_limit(client, services):
+    submit(services, *[record(model=f"m{i}:1b", status=200 if i % 2 else 404) for i in range(6)])
+    body = client.get("/requests").get_json()
+    assert body["count"] == 6 and body["requests"][0]["model"] == "m5:1b"  # newest first
+    assert body["requests"][0]["time"].endswith("+00:00")
+    assert [r["model"] for r in client.get("/requests?status=4xx&limit=2").get_json()["requests"]] == ["m4:1b",
+                                                                                                       "m2:1b"]
+    assert client.get("/requests?model=m3").get_json()["count"] == 1
+    assert client.get("/requests?backend=airllm").get_json()["count"] == 0
+    assert client.get("/requests?status=teapot").status_code == 400
+    assert client.get("/requests?limit=-1").status_code == 400
+
+
+def test_requests_clear_json(client, services):
+    submit(services, record(), record())
+    assert client.post("/requests/clear").get_json() == {"status": "ok", "deleted": 2}
+    assert client.get("/requests").get_json()["count"] == 0
+    assert client.get("/stats").get_json()["totals"]["requests"] == 2
+
+
+# -- /metrics -------------------------------------------------------------------------------------------------
+
+def test_metrics_in_prometheus_text_format(client, services):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    submit(services, record(duration_ms=30), record(duration_ms=700, status=500, error="x"),
+           record(model="big:70b", backend="airllm", duration_ms=5000))
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain; version=")
+    families = {f.name: f for f in text_string_to_metric_families(response.get_data(as_text=True))}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    key = (("backend", "ollama"), ("model", "llama3.2:1b"))
+    assert samples[("intelliproxy_requests_total", key)] == 2
+    assert samples[("intelliproxy_request_errors_total", key)] == 1
+    assert samples[("intelliproxy_tokens_generated_total", key)] == 80
+    assert samples[("intelliproxy_request_duration_seconds_count", key)] == 2
+    bucket = "intelliproxy_request_duration_seconds_bucket"
+    assert samples[(bucket, tuple(sorted(key + (("le", "0.05"),))))] == 1
+    assert samples[(bucket, tuple(sorted(key + (("le", "1"),))))] == 2
+    assert samples[(bucket, tuple(sorted(key + (("le", "+Inf"),))))] == 2
+    assert abs(samples[("intelliproxy_request_duration_seconds_sum", key)] - 0.73) < 0.01
+    assert samples[("intelliproxy_requests_total", (("backend", "airllm"), ("model", "big:70b")))] == 1
+    assert samples[("intelliproxy_backend_up", (("backend", "ollama"),))] == 0  # nothing at ollama.test
+    assert "intelliproxy_airllm_enabled" in families
+
+
+def test_metrics_report_the_airllm_queue_from_the_health_report(client, services, monkeypatch):
+    report = {"ollama": {"reachable": True, "rtt_ms": 2.0},
+              "airllm": {"enabled": True, "reachable": True, "rtt_ms": 3.0,
+                         "details": {"queue": {"depth": 4, "running": {"model": "big"}}}}}
+    monkeypatch.setattr(services.health, "report", lambda: report)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "intelliproxy_airllm_queue_depth 4.0" in text
+    assert "intelliproxy_airllm_queue_running 1.0" in text
+    assert 'intelliproxy_backend_up{backend="airllm"} 1.0' in text
