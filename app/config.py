@@ -75,4 +75,7 @@ def load_settings(env: dict | None = None) -> dict:
         "TELEMETRY_FLUSH_SECONDS": _float(env, "TELEMETRY_FLUSH_SECONDS", 1.0),
         "VIRTUAL_MODEL_NAME": env.get("VIRTUAL_MODEL_NAME", "IntelliProxyLLM").strip() or "IntelliProxyLLM",
         "CLASSIFIER_MODEL": env.get("CLASSIFIER_MODEL", "").strip(),
+        "CLASSIFIER_TIMEOUT": _float(env, "CLASSIFIER_TIMEOUT", 2.0),  # seconds; then the rule-based answer
+        # How often each worker re-reads Ollama's model list (/api/tags, /api/ps) for IntelliProxyLLM.
+        "CATALOG_POLL_SECONDS": _float(env, "CATALOG_POLL_SECONDS", 5.0),
     }

@@ -69,7 +69,10 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
         client=UpstreamClient(settings["CONNECT_TIMEOUT"], settings["REQUEST_TIMEOUT"]),
     )
     services.health = HealthChecker(watcher, services.client, settings["HEALTH_CACHE_SECONDS"])
-    proxy_app = ProxyApp(settings, watcher, services.client, recorder, services.health)
+    from .intelli.setup import build_resolver
+
+    resolver = build_resolver(services)
+    proxy_app = ProxyApp(settings, watcher, services.client, recorder, services.health, resolver)
     dashboard_app = LazyDashboard(services)
     watcher.start()
     recorder.start()

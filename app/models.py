@@ -63,6 +63,9 @@ class RequestLog(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # IntelliProxyLLM: the model the client asked for (when another one answered) and the request's category.
+    requested_model: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    category: Mapped[str | None] = mapped_column(String(32), index=True, nullable=True)
 
 
 # -- statistics (app/telemetry/stats.py writes them, app/dashboard and app/metrics.py read them) --------------
@@ -134,3 +137,74 @@ class AppSecret(Base):
 
 
 assert len(LATENCY_COLUMNS) == len([c for c in StatsCounters.__annotations__ if c.startswith("lat_")])
+
+
+# -- IntelliProxyLLM (app/intelli): model attributes, fallback chains, performance tests, categories -----------
+
+class ModelAttributes(Base):
+    """What the virtual model knows about one model: derived from /api/show and name hints, editable."""
+
+    __tablename__ = "model_attributes"
+
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)  # normalised (`llama3` -> `llama3:latest`)
+    family: Mapped[str] = mapped_column(String(64), default="")
+    parameter_b: Mapped[float | None] = mapped_column(Float, nullable=True)  # billions of parameters
+    speed: Mapped[int] = mapped_column(Integer)  # 1 (slow) - 10 (fast)
+    complexity: Mapped[int] = mapped_column(Integer)  # the hardest prompt it handles well, 1-10
+    categories: Mapped[str] = mapped_column(Text, default="[]")  # JSON list, strongest first
+    capabilities: Mapped[str] = mapped_column(Text, default="[]")  # JSON list (completion, tools, vision, ...)
+    bias: Mapped[int] = mapped_column(Integer, default=0)  # an operator's preference, added to the score
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # may the virtual model pick it
+    edited: Mapped[bool] = mapped_column(Boolean, default=False)  # set by a person: never re-derived
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FallbackChain(Base):
+    """Models to try, in order, when a model fails before its first byte."""
+
+    __tablename__ = "fallback_chains"
+
+    model: Mapped[str] = mapped_column(String(256), primary_key=True)  # normalised
+    chain: Mapped[str] = mapped_column(Text)  # JSON list of model names as entered
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IntelliSettings(Base):
+    """The one row of IntelliProxyLLM settings."""
+
+    __tablename__ = "intelli_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fallback_timeout: Mapped[float] = mapped_column(Float)  # seconds to wait for a first byte before moving on
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PerformanceResult(Base):
+    """One route of one performance test (a run with mode `all` writes one row per route)."""
+
+    __tablename__ = "performance_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    target: Mapped[str] = mapped_column(String(16))  # direct | proxy | airllm | intelli
+    model: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # ok | unavailable | error
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    duration_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CategoryCount(Base):
+    """Virtual-model requests per day, category and chosen model (the category distribution)."""
+
+    __tablename__ = "intelli_category_counts"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(256), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)

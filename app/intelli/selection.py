@@ -48,8 +48,8 @@ class Decision:
             return f"{c.category}, complexity {c.complexity}: no eligible model"
         top = self.chosen
         others = ", ".join(f"{x.name} {x.score:.0f}" for x in self.ranked[1:limit])
-        return (f"{c.category}, complexity {c.complexity} ({c.source}) -> {top.name} score {top.score:.0f}: "
-                + "; ".join(top.reasons[:4]) + (f" | runners-up: {others}" if others else ""))
+        return (f"chose {top.name} for {c.category}, complexity {c.complexity} ({c.source}); score "
+                f"{top.score:.0f}: " + "; ".join(top.reasons[:4]) + (f" | runners-up: {others}" if others else ""))
 
     def as_dict(self) -> dict:
         return {"classification": self.classification.as_dict(), "requirements": sorted(self.requirements),

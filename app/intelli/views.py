@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 from flask_htmx import make_response as htmx_response
 from sqlalchemy import select
 
+from ..config_store import load_routing_table
 from ..models import RequestLog
 from ..routing import normalize_model_name
 from ..validation import ValidationError, validate_model_name
@@ -133,7 +134,9 @@ def _limit() -> int:
 
 def _run_perf(body: dict) -> dict:
     services = _services()
-    return perftest.run(services.settings, services.watcher.table, _resolver(), services.session_factory, body)
+    with services.session_factory() as session:  # the config as stored now, not this worker's snapshot
+        table = load_routing_table(session)
+    return perftest.run(services.settings, table, _resolver(), services.session_factory, body)
 
 
 @bp.get("/config/model-attributes")

@@ -43,6 +43,15 @@ class Attempt:
     headers: list = field(default_factory=list)
 
 
+@dataclass
+class LocalReply:
+    """A resolver's own answer (e.g. `/api/show` for the virtual model, or why no model can serve a request)."""
+
+    status: int
+    payload: dict | None = None  # sent as JSON when status < 400
+    error: str | None = None  # sent in the API's error shape otherwise
+
+
 class ProxyApp:
     def __init__(self, settings: dict, watcher, client: UpstreamClient, recorder, health, resolver=None):
         self.watcher = watcher
@@ -85,6 +94,8 @@ class ProxyApp:
             attempts = self._plan(environ, method, path, table, record)
         except BadRequest as exc:
             return self._fail(start_response, record, path, exc.status, exc.message)
+        if isinstance(attempts, LocalReply):
+            return self._local(start_response, record, path, attempts)
         query = environ.get("QUERY_STRING")
         target = urllib.parse.quote(path, safe="/:@!$&'()*+,;=-._~%") + (f"?{query}" if query else "")
         headers = forward_headers(environ, drop_authorization=bool(self.api_keys))
@@ -101,7 +112,7 @@ class ProxyApp:
             except ClientGone:
                 return self._fail(start_response, record, path, 499, "client disconnected")
             except UpstreamError as exc:
-                if not last and (attempt.fallback_on_connect and exc.kind == "connect"
+                if not last and (attempt.fallback_on_connect and exc.kind in ("connect", "closed")
                                  or attempt.first_byte_timeout and exc.kind == "timeout"):
                     self._note_fallback(record, attempt, exc.message)
                     continue
@@ -117,6 +128,9 @@ class ProxyApp:
                 upstream.close()
                 self._note_fallback(record, attempt, f"answered {upstream.status}")
                 continue
+            if not last and attempt.first_byte_timeout:
+                # The first-byte limit is over: the rest of the reply gets the normal silence budget.
+                upstream._wait = self.client._waiter(probe, self.client.read_timeout)
             record.backend, record.model, record.status = attempt.label, attempt.model, upstream.status
             record.note = attempt.note if record.note is None else f"{record.note}; {attempt.note or ''}".rstrip("; ")
             record.streamed = upstream.content_type.startswith(("application/x-ndjson", "text/event-stream"))
@@ -127,7 +141,7 @@ class ProxyApp:
             return RelayBody(upstream, record, self.recorder, path)
         raise AssertionError("no attempt left")  # the last attempt always returns
 
-    def _plan(self, environ, method: str, path: str, table, record: RequestRecord) -> list[Attempt]:
+    def _plan(self, environ, method: str, path: str, table, record: RequestRecord) -> list[Attempt] | LocalReply:
         """Read the request and decide where it may go, in order."""
         if path.startswith("/api/blobs/"):
             body = iter_body(environ) if method in ("POST", "PUT") else None  # streamed, never parsed
@@ -142,8 +156,8 @@ class ProxyApp:
         elif method == "GET" and path.startswith("/v1/models/"):
             model = urllib.parse.unquote(path[len("/v1/models/"):]) or None
         record.model = model
-        if self.resolver is not None and parsed is not None:
-            planned = self.resolver.plan(path, parsed, raw, model, table, record)
+        if self.resolver is not None and (parsed is not None or model is not None):
+            planned = self.resolver.plan(path, parsed if parsed is not None else {}, raw, model, table, record)
             if planned is not None:
                 return planned
         return self.backend_attempts(model, raw, table)
@@ -174,6 +188,15 @@ class ProxyApp:
         record.note = text if record.note is None else f"{record.note}; {text}"
         if attempt.label == AIRLLM:
             record.backend = OLLAMA_FALLBACK
+        if self.resolver is not None:
+            self.resolver.attempt_failed(attempt.model, reason)
+
+    def _local(self, start_response, record: RequestRecord, path: str, reply: LocalReply):
+        if reply.status >= 400:
+            return self._fail(start_response, record, path, reply.status, reply.error or "error")
+        record.status, record.backend, record.finished = reply.status, "intelliproxy", time.perf_counter()
+        self.recorder.submit(record)
+        return json_response(start_response, reply.status, reply.payload)
 
     def _fail(self, start_response, record: RequestRecord, path: str, status: int, message: str):
         record.status, record.error, record.finished = status, message, time.perf_counter()

@@ -36,6 +36,8 @@ class RequestRecord:
     prompt_tokens: int | None = None
     eval_count: int | None = None
     eval_duration_ns: int | None = None
+    requested_model: str | None = None  # IntelliProxyLLM: the model asked for, when another one answered
+    category: str | None = None  # IntelliProxyLLM: the request's category
 
     @property
     def duration_ms(self) -> float:

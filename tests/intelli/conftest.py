@@ -56,6 +56,9 @@ def set_faults(fake: FakeOllama, model: str, **faults) -> None:
         entry.pop("faults", None)
 
 
+LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
+
+
 class InProcess:
     """The real app (create_app) driven by werkzeug's test client on its proxy and dashboard ports."""
 
@@ -70,16 +73,20 @@ class InProcess:
         self.resolver = self.services.extras["intelli"]
 
     def post(self, path: str, json=None, **kw):
-        return self.proxy.post(path, json=json, base_url=self.proxy_base, **kw)
+        """The whole reply, read and closed (closing files the request record, as a WSGI server does)."""
+        response = self.proxy.post(path, json=json, base_url=self.proxy_base, **kw)
+        response.get_data()
+        response.close()
+        return response
 
     def get(self, path: str, **kw):
         return self.proxy.get(path, base_url=self.proxy_base, **kw)
 
     def dash_get(self, path: str, **kw):
-        return self.dashboard.get(path, base_url=self.dashboard_base, **kw)
+        return self.dashboard.get(path, base_url=self.dashboard_base, environ_base=LOOPBACK, **kw)
 
     def dash_post(self, path: str, **kw):
-        return self.dashboard.post(path, base_url=self.dashboard_base, **kw)
+        return self.dashboard.post(path, base_url=self.dashboard_base, environ_base=LOOPBACK, **kw)
 
     def refresh(self) -> None:
         self.services.watcher.refresh(force=True)
