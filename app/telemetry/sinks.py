@@ -28,6 +28,7 @@ class RequestLogSink:
             "ttfb_ms": None if r.ttfb_ms is None else round(r.ttfb_ms, 3),
             "streamed": r.streamed, "prompt_tokens": r.prompt_tokens, "eval_count": r.eval_count,
             "eval_duration_ns": r.eval_duration_ns, "error": r.error, "note": r.note,
+            "requested_model": r.requested_model[:256] if r.requested_model else None, "category": r.category,
             "prompt": (r.prompt or "")[:PROMPT_LIMIT] or None if self.store_prompts else None,
         } for r in records]
         session.execute(insert(RequestLog), rows)
