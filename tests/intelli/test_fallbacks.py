@@ -213,3 +213,16 @@ def test_chains_expand_transitively_once_each():
     assert find_loop({"x:latest": ["y"], "y:latest": ["z"]}) is None
     with pytest.raises(ValidationError):
         validate_chains({"a": [f"m{i}" for i in range(9)]}, "IntelliProxyLLM")
+
+
+def test_virtual_model_says_why_when_no_model_fits(app_in_process):
+    from tests.intelli.labelled_prompts import PIXEL
+
+    r = app_in_process.post("/api/generate", json={"model": "IntelliProxyLLM", "prompt": "x", "images": [PIXEL],
+                                                   "tools": [{"type": "function"}]})
+    assert r.status_code == 400 and "needs completion, tools, vision" in r.get_json()["error"]
+    r = app_in_process.post("/v1/chat/completions", json={"model": "IntelliProxyLLM", "tools": [{"type": "function"}],
+                                                          "messages": [{"role": "user", "content": [
+                                                              {"type": "text", "text": "x"},
+                                                              {"type": "image_url", "image_url": {"url": "data:,"}}]}]})
+    assert r.status_code == 400 and r.get_json()["error"]["type"] == "invalid_request_error"
