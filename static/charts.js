@@ -1,4 +1,5 @@
-/* Statistics charts: draws uPlot charts from the JSON block in #charts, and again after every htmx swap. */
+/* Statistics charts: draws uPlot charts from #charts' data-series JSON, and again after every htmx swap.
+   (A data attribute, not a <script type="application/json">: htmx drops script tags from swapped content.) */
 (function () {
   "use strict";
 
@@ -36,9 +37,8 @@
   function draw() {
     var box = document.getElementById("charts");
     if (!box || !window.uPlot) { return; }
-    var block = box.querySelector("script.chart-data");
-    if (!block) { return; }
-    var payload = JSON.parse(block.textContent);
+    if (!box.dataset.series) { return; }
+    var payload = JSON.parse(box.dataset.series);
     charts.forEach(function (c) { c.destroy(); });
     charts = [];
     box.querySelectorAll(".chart").forEach(function (el) {
@@ -59,10 +59,11 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     draw();
-    if (window.htmx) {
-      window.htmx.onLoad(function (el) {
-        if (el.id === "charts") { draw(); }
-      });
-    }
+    // After any swap: a fresh #charts (new data, no chart drawn in it yet) gets its charts.
+    // (htmx:load fires on the new content, which is in the document; the swapped-out element is not.)
+    document.addEventListener("htmx:load", function () {
+      var box = document.getElementById("charts");
+      if (box && !box.querySelector(".uplot")) { draw(); }
+    });
   });
 })();

@@ -262,7 +262,7 @@ def test_statistics_table_per_model_and_backend(client, services):
     assert "200 ms" in table_html  # mean of 100 and 300
     assert "50.0" in table_html  # tokens/s: 100 tokens in 2 s
     assert re.search(r'class="num bad">1<', table_html)  # the 404
-    assert '<script type="application/json" class="chart-data">' in html
+    assert "<div id=\"charts\" class=\"charts\" data-series='{" in html
 
 
 def test_statistics_ranges(htmx_client, services):
