@@ -45,13 +45,9 @@ def ollama_b():
 
 
 @pytest.fixture(scope="module")
-def airllm():
-    server = FakeOllama("airllm", models=[
-        {"name": "llama3.1:70b", "family": "llama", "parameter_size": "70.6B", "capabilities": ["completion"]},
-        {"name": "llama3.2:1b", "family": "llama", "parameter_size": "1.2B", "capabilities": ["completion"]},
-    ]).start()
-    yield server
-    server.stop()
+def airllm(fake_airllm):
+    """The shared fake AirLLM server (tests/conftest.py): it lists llama3.1:70b and llama3.2:1b."""
+    return fake_airllm
 
 
 def _env(ollama, airllm, **extra):
