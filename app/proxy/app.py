@@ -108,7 +108,7 @@ class ProxyApp:
                 upstream = self.client.request(
                     method, attempt.backend.host, attempt.backend.port, target, headers + attempt.headers,
                     attempt.body, body_length, client_alive=probe,
-                    read_timeout=None if last else attempt.first_byte_timeout)
+                    head_timeout=None if last else attempt.first_byte_timeout)
             except ClientGone:
                 return self._fail(start_response, record, path, 499, "client disconnected")
             except UpstreamError as exc:
@@ -128,9 +128,6 @@ class ProxyApp:
                 upstream.close()
                 self._note_fallback(record, attempt, f"answered {upstream.status}")
                 continue
-            if not last and attempt.first_byte_timeout:
-                # The first-byte limit is over: the rest of the reply gets the normal silence budget.
-                upstream._wait = self.client._waiter(probe, self.client.read_timeout)
             record.backend, record.model, record.status = attempt.label, attempt.model, upstream.status
             record.note = attempt.note if record.note is None else f"{record.note}; {attempt.note or ''}".rstrip("; ")
             record.streamed = upstream.content_type.startswith(("application/x-ndjson", "text/event-stream"))

@@ -276,10 +276,12 @@ class UpstreamClient:
     def request(self, method: str, host: str, port: int, target: str, headers: list[tuple[str, str]],
                 body: bytes | Iterable[bytes] | None = None, body_length: int | None = None,
                 client_alive: Callable[[], bool] | None = None, read_timeout: float | None = None,
-                connect_timeout: float | None = None) -> UpstreamResponse:
+                connect_timeout: float | None = None, head_timeout: float | None = None) -> UpstreamResponse:
         """Send the request and wait for the status line and headers.
 
         `headers` must not contain Host, Content-Length or Transfer-Encoding: they are set here.
+        `head_timeout` limits the wait for the status line (a fallback's first-byte limit); after it, silence
+        between body pieces may last `read_timeout`.
         A bytes body may be replayed once on a fresh connection if a pooled one turns out stale;
         an iterable body (a blob upload) is sent once, with its length or chunked.
         """
@@ -297,8 +299,10 @@ class UpstreamClient:
         head.append("\r\n")
         head_bytes = "".join(head).encode("latin-1")
         read_timeout = read_timeout or self.read_timeout
-        poll = min(POLL_SECONDS, read_timeout)
-        wait = self._waiter(client_alive, read_timeout)
+        head_timeout = head_timeout or read_timeout
+        poll = min(POLL_SECONDS, read_timeout, head_timeout)
+        head_wait = self._waiter(client_alive, head_timeout)
+        wait = head_wait if head_timeout == read_timeout else self._waiter(client_alive, read_timeout)
 
         for attempt in (1, 2):
             conn, reused = self.pool.acquire(host, port, connect_timeout)
@@ -309,7 +313,7 @@ class UpstreamClient:
                 else:
                     conn.sock.sendall(head_bytes)
                     self._send_stream(conn.sock, body, chunked=body_length is None)
-                return self._read_head(conn, method, wait)
+                return self._read_head(conn, method, head_wait, wait)
             except _StaleConnection:
                 conn.close()
                 if reused and replayable and attempt == 1:
@@ -359,7 +363,7 @@ class UpstreamClient:
 
         return wait
 
-    def _read_head(self, conn: Connection, method: str, wait) -> UpstreamResponse:
+    def _read_head(self, conn: Connection, method: str, wait, body_wait) -> UpstreamResponse:
         buf = conn.buf
         while True:
             end = buf.find(b"\r\n\r\n")
@@ -395,8 +399,8 @@ class UpstreamClient:
             keep_alive = "close" not in connection_tokens
         status = int(code)
         if status == 100:  # "100 Continue": the real answer follows
-            return self._read_head(conn, method, wait)
-        return UpstreamResponse(self.pool, conn, status, reason, headers, keep_alive, method, wait)
+            return self._read_head(conn, method, wait, body_wait)
+        return UpstreamResponse(self.pool, conn, status, reason, headers, keep_alive, method, body_wait)
 
 
 class _StaleConnection(Exception):

@@ -68,6 +68,8 @@ class FakeState:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeOllama"
+    # Headers and body go out in separate writes; with Nagle on, the second waits ~40 ms for a delayed ACK.
+    disable_nagle_algorithm = True
     state: FakeState  # set per server class
 
     def log_message(self, *args):  # keep test output quiet
