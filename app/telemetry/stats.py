@@ -104,6 +104,28 @@ class StatsSink:
             session.execute(delete(StatsMinute).where(StatsMinute.bucket < cutoff))
 
 
+_UPSERTS: dict = {}  # (table, dialect) -> statement: building one costs more than running it
+
+
+def _upsert_statement(table, dialect: str, keys: tuple[str, ...]):
+    cached = _UPSERTS.get((table.name, dialect))
+    if cached is not None:
+        return cached
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+        greatest = func.max  # SQLite's two-argument max() is scalar
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+        greatest = func.greatest
+    stmt = insert(table)
+    changes = {name: table.c[name] + stmt.excluded[name] for name in SUMMED}
+    changes["duration_ms_max"] = greatest(table.c.duration_ms_max, stmt.excluded.duration_ms_max)
+    if "last_at" in table.c:
+        changes["last_at"] = greatest(table.c.last_at, stmt.excluded.last_at)
+    statement = _UPSERTS[(table.name, dialect)] = stmt.on_conflict_do_update(index_elements=list(keys), set_=changes)
+    return statement
+
+
 def _upsert(session: Session, model, rows: list[dict], keys: tuple[str, ...]) -> None:
     """INSERT ... ON CONFLICT DO UPDATE SET col = col + new (SQLite and PostgreSQL); read-modify-write elsewhere."""
     if not rows:
@@ -111,18 +133,7 @@ def _upsert(session: Session, model, rows: list[dict], keys: tuple[str, ...]) ->
     table = model.__table__
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-            greatest = func.max  # SQLite's two-argument max() is scalar
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-            greatest = func.greatest
-        stmt = insert(table)
-        changes = {name: table.c[name] + stmt.excluded[name] for name in SUMMED}
-        changes["duration_ms_max"] = greatest(table.c.duration_ms_max, stmt.excluded.duration_ms_max)
-        if "last_at" in table.c:
-            changes["last_at"] = greatest(table.c.last_at, stmt.excluded.last_at)
-        session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=changes), rows)
+        session.execute(_upsert_statement(table, dialect, keys), rows)
         return
     for row in rows:  # other databases: correct, a little slower, and fine at one flush per second
         where = [table.c[k] == row[k] for k in keys]
