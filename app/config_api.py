@@ -1,58 +1,42 @@
 """The seed's config JSON API on the dashboard port: read and change targets and per-model flags."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify
 
 from .config_store import (config_as_json, load_routing_table, set_airllm_service, set_model_airllm,
                            set_ollama_target)
-from .validation import ValidationError
+from .dashboard.context import json_body, services
 
 bp = Blueprint("config_api", __name__)
 
 
-def _services():
-    return current_app.extensions["intelliproxy"]
-
-
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ValidationError("body", "expected a JSON object")
-    return body
-
-
 def _apply(change) -> tuple:
     """Run one validated change in a transaction, then make this worker see it at once."""
-    services = _services()
-    with services.session_factory.begin() as session:
+    worker = services()
+    with worker.session_factory.begin() as session:
         change(session)
-    table = services.watcher.refresh(force=True)
+    table = worker.watcher.refresh(force=True)
     return jsonify({"status": "ok", **config_as_json(table)})
-
-
-@bp.errorhandler(ValidationError)
-def _invalid(exc: ValidationError):
-    return jsonify({"error": str(exc), "field": exc.field}), 400
 
 
 @bp.get("/config/airllm")
 def get_config():
     """The whole routing config, read from the database (not this worker's snapshot)."""
-    with _services().session_factory() as session:
+    with services().session_factory() as session:
         return jsonify(config_as_json(load_routing_table(session)))
 
 
 @bp.post("/config/ollama")
 def update_ollama():
     """`{host, port}`: where Ollama runs."""
-    body = _json_body()
+    body = json_body()
     return _apply(lambda s: set_ollama_target(s, body.get("host"), body.get("port")))
 
 
 @bp.post("/config/airllm/service")
 def update_airllm_service():
     """`{enabled, host, port}` (and optionally `use_airllm_default`): the AirLLM server."""
-    body = _json_body()
+    body = json_body()
     return _apply(lambda s: set_airllm_service(s, body.get("enabled"), body.get("host"), body.get("port"),
                                                body.get("use_airllm_default")))
 
@@ -60,5 +44,5 @@ def update_airllm_service():
 @bp.post("/config/model/airllm")
 def update_model_flag():
     """`{model_name, enabled}`: route one model to the AirLLM server (or back to Ollama)."""
-    body = _json_body()
+    body = json_body()
     return _apply(lambda s: set_model_airllm(s, body.get("model_name"), body.get("enabled")))

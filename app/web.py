@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .models import AppSecret
 from .services import Services
+from .validation import ValidationError
 
 SESSION_SECRET_NAME = "dashboard_session_key"
 
@@ -27,7 +28,7 @@ def create_dashboard_app(services: Services) -> Flask:
     from .dashboard import bp as dashboard_bp
     from .dashboard import security
     from .dashboard.auth import bp as auth_bp
-    from .dashboard.context import close_session, htmx
+    from .dashboard.context import close_session, htmx, validation_error_json
     from .dashboard.filters import init_app as init_filters
     from .metrics import bp as metrics_bp
 
@@ -35,6 +36,7 @@ def create_dashboard_app(services: Services) -> Flask:
     security.init_app(app)
     init_filters(app)
     app.teardown_appcontext(close_session)
+    app.register_error_handler(ValidationError, validation_error_json)
     app.register_blueprint(config_api_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(auth_bp)

@@ -1,9 +1,11 @@
 """Per-request helpers shared by the dashboard's views: services, the DB session, page-or-fragment rendering."""
 from __future__ import annotations
 
-from flask import current_app, g, make_response, render_template
+from flask import current_app, g, jsonify, make_response, render_template, request
 from flask_htmx import HTMX
 from sqlalchemy.orm import Session
+
+from ..validation import ValidationError
 
 htmx = HTMX()
 
@@ -11,6 +13,19 @@ htmx = HTMX()
 def services():
     """The worker's long-lived objects (settings, session factory, config watcher, recorder)."""
     return current_app.extensions["intelliproxy"]
+
+
+def json_body() -> dict:
+    """The request's JSON object body, or a ValidationError naming `body` (answered as 400 by web.py)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationError("body", "expected a JSON object")
+    return body
+
+
+def validation_error_json(exc: ValidationError):
+    """A field that failed validation, for scripts: `400 {"error": "<field>: <why>", "field": "<field>"}`."""
+    return jsonify({"error": str(exc), "field": exc.field}), 400
 
 
 def get_session() -> Session:

@@ -14,11 +14,6 @@ from .requestlog import STATUS_CHOICES, LogFilter, backends_seen, clear_log, que
 LOG_CLEARED = "log-cleared"
 
 
-@bp.errorhandler(ValidationError)
-def _invalid(exc: ValidationError):
-    return jsonify({"error": str(exc), "field": exc.field}), 400
-
-
 @bp.get("/stats")
 def stats_json():
     """`?range=all|hour|day` (default all): totals, and per model and backend; `series=1` adds the chart points."""

@@ -2,11 +2,12 @@
 the Routing and Performance pages with their HTMX fragments."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, jsonify, render_template, request
 from flask_htmx import make_response as htmx_response
 from sqlalchemy import select
 
 from ..config_store import load_routing_table
+from ..dashboard.context import json_body, services
 from ..models import RequestLog
 from ..routing import normalize_model_name
 from ..validation import ValidationError, validate_model_name
@@ -21,37 +22,21 @@ bp = Blueprint("intelli", __name__)
 ROUTING_CHANGED = "routing-changed"
 
 
-def _services():
-    return current_app.extensions["intelliproxy"]
-
-
 def _resolver():
-    return _services().extras["intelli"]
-
-
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ValidationError("body", "expected a JSON object")
-    return body
+    return services().extras["intelli"]
 
 
 def _save(change) -> None:
     """One change in a transaction that also bumps the config version; this worker sees it at once."""
-    services = _services()
-    with services.session_factory.begin() as session:
+    worker = services()
+    with worker.session_factory.begin() as session:
         change(session)
         bump_config_version(session)
-    services.watcher.refresh(force=True)
+    worker.watcher.refresh(force=True)
 
 
 def _is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
-
-
-@bp.errorhandler(ValidationError)
-def _invalid(exc: ValidationError):
-    return jsonify({"error": str(exc), "field": exc.field}), 400
 
 
 # -- JSON API -----------------------------------------------------------------------------------------------
@@ -59,14 +44,14 @@ def _invalid(exc: ValidationError):
 @bp.get("/config/fallbacks")
 def fallbacks_get():
     """`{"fallbacks": {model: fallback or [fallbacks]}, "timeout": seconds}`, from the database."""
-    with _services().session_factory() as session:
+    with services().session_factory() as session:
         return jsonify(chains_as_json(load_chains(session), load_timeout(session)))
 
 
 @bp.post("/config/fallbacks")
 def fallbacks_post():
     """Replace the whole map (and the first-byte timeout when given); a loop or a bad name is a 400."""
-    body = _json_body()
+    body = json_body()
     if "fallbacks" not in body:
         raise ValidationError("fallbacks", "is required")
     chains = validate_chains(body["fallbacks"], _resolver().virtual_name)
@@ -78,14 +63,14 @@ def fallbacks_post():
             save_timeout(session, timeout)
 
     _save(change)
-    with _services().session_factory() as session:
+    with services().session_factory() as session:
         return jsonify({"status": "ok", **chains_as_json(load_chains(session), load_timeout(session))})
 
 
 @bp.post("/classify")
 def classify_post():
     """`{prompt | messages, system?, images?, tools?}` -> category, complexity, the chosen model and the scores."""
-    body = _json_body()
+    body = json_body()
     request_body, path = _classify_request(body)
     return jsonify(_decision_json(path, request_body))
 
@@ -103,7 +88,7 @@ def _classify_request(body: dict) -> tuple[dict, str]:
 
 def _decision_json(path: str, request_body: dict) -> dict:
     resolver = _resolver()
-    decision = resolver.decide(path, request_body, _services().watcher.table)
+    decision = resolver.decide(path, request_body, services().watcher.table)
     out = decision.as_dict()
     out["category"] = decision.classification.category
     out["complexity"] = decision.classification.complexity
@@ -114,14 +99,14 @@ def _decision_json(path: str, request_body: dict) -> dict:
 @bp.post("/performance-test")
 def performance_test_post():
     """`{prompt, mode: direct|proxy|airllm|intelli|all, model?, max_tokens?}`: run, store, return the results."""
-    body = _json_body()
+    body = json_body()
     return jsonify(_run_perf(body))
 
 
 @bp.get("/performance-test")
 def performance_test_list():
     """The latest stored runs, newest first."""
-    with _services().session_factory() as session:
+    with services().session_factory() as session:
         return jsonify({"runs": perftest.recent_runs(session, _limit())})
 
 
@@ -133,10 +118,10 @@ def _limit() -> int:
 
 
 def _run_perf(body: dict) -> dict:
-    services = _services()
-    with services.session_factory() as session:  # the config as stored now, not this worker's snapshot
+    worker = services()
+    with worker.session_factory() as session:  # the config as stored now, not this worker's snapshot
         table = load_routing_table(session)
-    return perftest.run(services.settings, table, _resolver(), services.session_factory, body)
+    return perftest.run(worker.settings, table, _resolver(), worker.session_factory, body)
 
 
 @bp.get("/config/model-attributes")
@@ -150,7 +135,7 @@ def attributes_get():
 @bp.post("/config/model-attributes")
 def attributes_post():
     """`{model, speed?, complexity?, categories?, capabilities?, bias?, enabled?}` or `{model, reset: true}`."""
-    body = _json_body()
+    body = json_body()
     name = validate_model_name(body.get("model"), "model")
     if body.get("reset") is True:
         _save(lambda s: reset_attributes(s, name))
@@ -173,7 +158,7 @@ def _profile(name: str):
 def _routing_context(**extra) -> dict:
     resolver = _resolver()
     snapshot = resolver.catalog.snapshot
-    with _services().session_factory() as session:
+    with services().session_factory() as session:
         chains = load_chains(session)
         timeout = load_timeout(session)
         distribution = category_distribution(session)
@@ -190,7 +175,7 @@ def _routing_context(**extra) -> dict:
 
 
 def _recent_decisions(limit: int = 10) -> list:
-    with _services().session_factory() as session:
+    with services().session_factory() as session:
         return session.scalars(select(RequestLog).where(RequestLog.requested_model.is_not(None))
                                .order_by(RequestLog.id.desc()).limit(limit)).all()
 
@@ -217,7 +202,7 @@ def routing_try():
             body["images"] = ["(image)"]
         if values["tools"]:
             body["tools"] = [{"type": "function", "function": {"name": "example", "parameters": {}}}]
-        decision = _resolver().decide("/api/generate", body, _services().watcher.table)
+        decision = _resolver().decide("/api/generate", body, services().watcher.table)
     form = {"values": values, "errors": errors}
     if _is_htmx():
         return render_template("intelli/_try.html", try_form=form, decision=decision,
@@ -286,10 +271,10 @@ def routing_fallbacks_save():
     errors = {}
     try:
         validate_model_name(typed["model"], "model")
-        with _services().session_factory.begin() as session:
+        with services().session_factory.begin() as session:
             set_chain(session, typed["model"], entries, _resolver().virtual_name)
             bump_config_version(session)
-        _services().watcher.refresh(force=True)
+        services().watcher.refresh(force=True)
     except ValidationError as exc:
         errors["model" if exc.field == "model" else "chain"] = exc.message
     form = {"values": typed if errors else {"model": "", "chain": ""}, "errors": errors, "saved": not errors}
@@ -300,10 +285,10 @@ def routing_fallbacks_save():
 def routing_fallbacks_delete():
     """Remove one model's chain."""
     model = request.form.get("model", "")
-    with _services().session_factory.begin() as session:
+    with services().session_factory.begin() as session:
         set_chain(session, model, [], _resolver().virtual_name)
         bump_config_version(session)
-    _services().watcher.refresh(force=True)
+    services().watcher.refresh(force=True)
     return _fallbacks_response()
 
 
@@ -330,7 +315,7 @@ def _fallbacks_response(**forms):
 @bp.get("/routing/categories")
 def routing_categories():
     """The category distribution fragment (refreshes itself)."""
-    with _services().session_factory() as session:
+    with services().session_factory() as session:
         distribution = category_distribution(session)
     return render_template("intelli/_categories.html", distribution=distribution)
 
@@ -340,7 +325,7 @@ def routing_categories():
 @bp.get("/performance")
 def performance():
     """Run a prompt over each route and compare; earlier runs below."""
-    with _services().session_factory() as session:
+    with services().session_factory() as session:
         runs = perftest.recent_runs(session)
     form = {"values": {"prompt": "", "mode": "all", "model": "", "max_tokens": str(perftest.DEFAULT_TOKENS)},
             "errors": {}}
@@ -363,7 +348,7 @@ def performance_run():
                             "max_tokens": typed["max_tokens"] or perftest.DEFAULT_TOKENS})
     except ValidationError as exc:
         errors[exc.field] = exc.message
-    with _services().session_factory() as session:
+    with services().session_factory() as session:
         runs = perftest.recent_runs(session)
     context = {"runs": runs, "form": {"values": typed, "errors": errors}, "latest": latest, **_perf_choices()}
     if _is_htmx():
