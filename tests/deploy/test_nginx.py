@@ -92,9 +92,22 @@ def log_rows_after(db_path, last_id: int, endpoint: str, count: int = 1, timeout
         time.sleep(0.1)
 
 
-def last_log_id(db_path) -> int:
-    with sqlite3.connect(db_path, timeout=5) as db:
-        return db.execute("SELECT COALESCE(MAX(id), 0) FROM request_log").fetchone()[0]
+def last_log_id(db_path, quiet_for: float = 0.6) -> int:
+    """The newest request_log id once it stayed the same for `quiet_for` seconds (three flush periods of the
+    server under test), so records of earlier requests still queued in a worker are not taken for new ones."""
+    def newest() -> int:
+        with sqlite3.connect(db_path, timeout=5) as db:
+            return db.execute("SELECT COALESCE(MAX(id), 0) FROM request_log").fetchone()[0]
+
+    deadline = time.monotonic() + 10
+    seen = newest()
+    while time.monotonic() < deadline:
+        time.sleep(quiet_for)
+        now = newest()
+        if now == seen:
+            return now
+        seen = now
+    return seen
 
 
 @pytest.fixture(scope="module")
