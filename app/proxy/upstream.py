@@ -11,6 +11,7 @@ Sockets come from the stdlib, so under gunicorn's gevent worker (monkey-patched)
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import select
 import socket
@@ -50,6 +51,13 @@ def _describe(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
 
 
+def _literal_family(host: str) -> int:
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return 0
+
+
 class Connection:
     """One keep-alive TCP connection to an upstream, with its read buffer."""
 
@@ -82,6 +90,7 @@ class ConnectionPool:
         self.connect_timeout = connect_timeout
         self.max_idle_per_host = max_idle_per_host
         self._idle: dict[tuple[str, int], list[Connection]] = {}
+        self._families: dict[str, int] = {}  # host -> AF_INET/AF_INET6 for IP literals, 0 for names
 
     def acquire(self, host: str, port: int, connect_timeout: float | None = None) -> tuple[Connection, bool]:
         """Return (connection, reused). Raises UpstreamError('connect') if a new one cannot be opened."""
@@ -93,12 +102,28 @@ class ConnectionPool:
                 return conn, True
             conn.close()
         try:
-            sock = socket.create_connection(key, timeout=connect_timeout or self.connect_timeout)
+            sock = self._connect(host, port, connect_timeout or self.connect_timeout)
         except OSError as exc:
             raise UpstreamError("connect", _describe(exc)) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(POLL_SECONDS)
         return Connection(sock, key), False
+
+    def _connect(self, host: str, port: int, timeout: float) -> socket.socket:
+        """Connect; an IP literal skips getaddrinfo, which under gevent is a round trip through a thread pool."""
+        family = self._families.get(host)
+        if family is None:
+            family = self._families[host] = _literal_family(host)
+        if not family:
+            return socket.create_connection((host, port), timeout=timeout)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect((host, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def release(self, conn: Connection) -> None:
         idle = self._idle.setdefault(conn.key, [])
