@@ -219,7 +219,7 @@ def routing_model():
     template = "intelli/_attr_form.html" if request.args.get("edit") else "intelli/_attr_row.html"
     return render_template(template, p=profile, snapshot=_resolver().catalog.snapshot,
                            form=_attr_form(profile), categories=MODEL_CATEGORIES + ("embedding",),
-                           capabilities=CAPABILITIES)
+                           capabilities=CAPABILITIES, focus=True)
 
 
 def _attr_form(profile, values=None, errors=None) -> dict:
@@ -237,7 +237,9 @@ def routing_model_save():
     if profile is None:
         return htmx_response("unknown model", 404)
     snapshot = _resolver().catalog.snapshot
-    context = {"snapshot": snapshot, "categories": MODEL_CATEGORIES + ("embedding",), "capabilities": CAPABILITIES}
+    # focus: the row that comes back puts the keyboard focus on its Edit button (htmx honours autofocus)
+    context = {"snapshot": snapshot, "categories": MODEL_CATEGORIES + ("embedding",), "capabilities": CAPABILITIES,
+               "focus": True}
     if "reset" in request.form:
         _save(lambda s: reset_attributes(s, name))
         _resolver().catalog.refresh_models()
