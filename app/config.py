@@ -44,6 +44,11 @@ def load_settings(env: dict | None = None) -> dict:
     """Return the deployment settings as a plain dict (Flask-config style upper-case keys)."""
     env = dict(os.environ if env is None else env)
     ollama_port = _int(env, "OLLAMA_PORT", 11434)
+    if env.get("OLLAMA_HOST", "").strip().lower().startswith("https://"):
+        # The relay speaks plain HTTP to its backends; silently sending plain HTTP to port 443 would only
+        # produce confusing errors later.
+        raise SystemExit("OLLAMA_HOST uses https://, but IntelliProxy talks plain HTTP to Ollama: point it at "
+                         "Ollama's own HTTP address (e.g. gpu-box:11434)")
     seed_host, seed_port = parse_ollama_host(env.get("OLLAMA_HOST", ""), default_port=ollama_port)
     return {
         "HOST": env.get("HOST", "0.0.0.0"),

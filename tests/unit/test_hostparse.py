@@ -27,3 +27,11 @@ def test_port_inside_host_wins_over_default_port():
 def test_bad_port_is_a_clear_error():
     with pytest.raises(ValueError, match="invalid port"):
         parse_ollama_host("gpu:99999")
+
+
+def test_an_https_ollama_host_is_refused_at_start_with_a_clear_message():
+    from app.config import load_settings
+
+    with pytest.raises(SystemExit, match="plain HTTP"):
+        load_settings({"OLLAMA_HOST": "https://ollama.example.com"})
+    assert load_settings({"OLLAMA_HOST": "http://gpu:11500"})["SEED_OLLAMA_PORT"] == 11500
