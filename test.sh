@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole test suite: installs what it needs (Debian's chromium and nginx, the Python packages
+# Run the whole test suite: installs what it needs (Debian's chromium, nginx and PostgreSQL, the Python packages
 # including the CPU build of torch for the AirLLM server's tests), then runs pytest. Extra arguments go
 # to pytest, e.g. ./test.sh tests/unit -q
 set -euo pipefail
@@ -8,6 +8,7 @@ cd "$(dirname "$0")"
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)  # the shared-database test
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -147,6 +148,13 @@ def _upsert(session: Session, model, rows: list[dict], keys: tuple[str, ...]) ->
 
 # -- reading ---------------------------------------------------------------------------------------------------
 
+def _number(value):
+    """PostgreSQL's SUM over integer columns is NUMERIC, a Decimal in Python; the figures here want int/float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
 @dataclass
 class Aggregate:
     """Counters summed over any set of rows, and the figures derived from them."""
@@ -165,7 +173,11 @@ class Aggregate:
 
     def add(self, row) -> "Aggregate":
         """Add a row (an ORM row, a Row or a mapping) or another Aggregate."""
-        get = row.get if isinstance(row, dict) else (lambda name: getattr(row, name))
+        raw_get = row.get if isinstance(row, dict) else (lambda name: getattr(row, name))
+
+        def get(name):
+            return _number(raw_get(name))
+
         for name in ("requests", "errors", "duration_ms_sum", "ttft_ms_sum", "ttft_count", "prompt_tokens",
                      "eval_tokens", "timed_eval_tokens", "eval_duration_ns"):
             setattr(self, name, getattr(self, name) + (get(name) or 0))
