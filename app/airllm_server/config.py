@@ -7,14 +7,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
-def _int(env: dict, key: str, default: int) -> int:
+def _number(env: dict, key: str, default, kind=int, what: str = "an integer"):
     raw = env.get(key, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise ValueError(f"{key} must be an integer, got {raw!r}") from None
+        raise ValueError(f"{key} must be {what}, got {raw!r}") from None
+
+
+def _int(env: dict, key: str, default: int) -> int:
+    return _number(env, key, default)
+
+
+def _float(env: dict, key: str, default: float) -> float:
+    return _number(env, key, default, float, "a number")
+
+
+def _cache_mode(env: dict) -> str:
+    from .layer_cache import parse_mode
+
+    return parse_mode(env.get("AIRLLM_LAYER_CACHE", "").strip() or "auto", "AIRLLM_LAYER_CACHE")
 
 
 def _default_shards_dir(env: dict) -> Path:
@@ -40,6 +54,8 @@ class Settings:
     hub_offline: bool = True              # set HF_HUB_OFFLINE=1 unless the operator set it
     ollama_version: str = "0.12.0"        # what /api/version reports
     log_level: str = "INFO"
+    layer_cache: str = "auto"             # off | auto | on: keep layers in host RAM (pinned on CUDA) after pass 1
+    layer_cache_max_gb: float = 0.0       # cap on the cache in GiB; 0 = none beyond auto's 50% of MemAvailable
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -64,6 +80,8 @@ class Settings:
             hub_offline=env.get("AIRLLM_HUB_OFFLINE", "1").strip().lower() not in ("0", "false", "no"),
             ollama_version=env.get("AIRLLM_OLLAMA_VERSION", "").strip() or "0.12.0",
             log_level=env.get("AIRLLM_LOG_LEVEL", "").strip().upper() or "INFO",
+            layer_cache=_cache_mode(env),
+            layer_cache_max_gb=_float(env, "AIRLLM_LAYER_CACHE_MAX_GB", 0.0),
         )
 
     def with_overrides(self, overrides: dict | None) -> "Settings":

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import shards
+from . import layer_cache, shards
 from .checkpoint import CheckpointError
 from .config import Settings, hub_is_offline
 from .errors import ApiError
@@ -132,6 +132,8 @@ class Resident:
     expires_at: float = math.inf            # time.monotonic() deadline
     context_length: int = 0
     hooks: list = field(default_factory=list)
+    cache: "layer_cache.LayerCache | None" = None
+    cache_decision: "layer_cache.Decision | None" = None
 
 
 class Running:
@@ -318,9 +320,22 @@ class Engine:
                             loaded_at=datetime.now(timezone.utc), load_seconds=time.perf_counter() - started,
                             digest=info.digest)
         resident.hooks = self._install_cancel_hooks(model)
+        resident.cache_decision, resident.cache = self._layer_cache(entry, model, device)
         freeze_heap()
         log.info("loaded %s in %.2f s (%s, %s)", entry.name, resident.load_seconds, device, resident.dtype)
         return resident
+
+    def _layer_cache(self, entry: ModelEntry, model, device: str):
+        """Decide on the layer cache for this model (logged) and install it when on."""
+        mode = entry.layer_cache or self.settings.layer_cache
+        need = layer_cache.shard_bytes(model.checkpoint_path)
+        decision = layer_cache.decide(mode, need, layer_cache.mem_available_bytes(),
+                                      layer_cache.max_bytes_from_gb(self.settings.layer_cache_max_gb),
+                                      entry.compression)
+        log.info("layer cache for %s: %s (%s)", entry.name, "on" if decision.enabled else "off", decision.reason)
+        if not decision.enabled:
+            return decision, None
+        return decision, layer_cache.LayerCache(device).install(model)
 
     def _install_cancel_hooks(self, model) -> list:
         """Check the active request's cancel flag before each streamed layer, so a cancel takes one layer, not a token."""
@@ -344,6 +359,8 @@ class Engine:
         executor = getattr(resident.model, "_executor", None)
         if executor is not None:
             executor.shutdown(wait=True)
+        if resident.cache is not None:
+            resident.cache.clear()      # frees (and unpins) the kept layers before the heap is thawed
         name = resident.entry.name
         del resident
         thaw_heap()
@@ -475,7 +492,9 @@ class Engine:
             model = {"name": resident.entry.name, "device": resident.device, "dtype": resident.dtype,
                      "loaded_at": resident.loaded_at.isoformat(), "load_seconds": round(resident.load_seconds, 3),
                      "expires_at": expires.isoformat() if expires else None,
-                     "shard_folder": str(resident.shard_folder)}
+                     "shard_folder": str(resident.shard_folder),
+                     "layer_cache": layer_cache.describe(resident.cache_decision, resident.cache)
+                     if resident.cache_decision else None}
         return {
             "status": self.state if not (self.state == "error" and resident) else "ready",
             "device": self.device,

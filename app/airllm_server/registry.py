@@ -10,6 +10,7 @@ Two sources, merged (the file wins on a name clash):
       compression = "4bit"        # 4bit | 8bit, needs bitsandbytes
       context_length = 8192
       shards_dir = "/fast/shards" # default: AIRLLM_SHARDS_DIR
+      layer_cache = "on"          # off | auto | on (default: AIRLLM_LAYER_CACHE)
 
 A broken entry is logged, listed by /health and left out; the others are still served.
 """
@@ -27,12 +28,13 @@ from pathlib import Path
 from . import checkpoint
 from .checkpoint import CheckpointError, CheckpointInfo
 from .config import hub_is_offline
+from .layer_cache import parse_mode
 
 log = logging.getLogger(__name__)
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 COMPRESSIONS = ("4bit", "8bit")
-OPTION_KEYS = {"path", "dtype", "compression", "context_length", "shards_dir"}
+OPTION_KEYS = {"path", "dtype", "compression", "context_length", "shards_dir", "layer_cache"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 NAME = re.compile(r"^[A-Za-z0-9][\w./-]*(:[\w.-]+)?$")
 
@@ -58,6 +60,7 @@ class ModelEntry:
     compression: str | None = None
     context_length: int | None = None
     shards_dir: Path | None = None
+    layer_cache: str | None = None   # off | auto | on; None = the server's AIRLLM_LAYER_CACHE
     info: CheckpointInfo | None = None
 
     @property
@@ -178,8 +181,12 @@ def build_entry(name: str, options: dict, shards_root: Path) -> ModelEntry:
     shards = options.get("shards_dir")
     if shards is not None and (not isinstance(shards, str) or not shards.strip()):
         raise ValueError("shards_dir must be a folder path")
+    layer_cache = options.get("layer_cache")
+    if layer_cache is not None:
+        layer_cache = parse_mode(layer_cache, "layer_cache")
     entry = ModelEntry(name=normalize_name(name), source=source, path=None, dtype=dtype, compression=compression,
-                       context_length=context, shards_dir=Path(shards).expanduser() if shards else shards_root)
+                       context_length=context, shards_dir=Path(shards).expanduser() if shards else shards_root,
+                       layer_cache=layer_cache)
     local = Path(source).expanduser()
     if local.exists() or not HUB_ID.match(source):
         entry.path = local.resolve() if local.exists() else local
