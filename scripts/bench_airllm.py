@@ -2,10 +2,13 @@
 
     .venv/bin/python scripts/bench_airllm.py                       # builds a ~100M-parameter random model offline
     .venv/bin/python scripts/bench_airllm.py --model /models/x --tokens 20 --shipped-tokens 5 --json out.json
+    .venv/bin/python scripts/bench_airllm.py --model /models/x --variants server,server+cache   # the layer cache
 
 Every variant runs in its own process (so peak RSS is its own), generates greedily from the same prompt and
 reports time to first token and seconds per token after the first. The server is measured through HTTP
 (streaming /api/generate) after a warm-up request that loads the model. On CUDA, peak VRAM is reported too.
+``server`` runs with AIRLLM_LAYER_CACHE=off (layers re-read from the shard files every token), ``server+cache``
+with AIRLLM_LAYER_CACHE=on (layers kept in host RAM after the warm-up pass, pinned on CUDA).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+VARIANTS = ("transformers", "airllm_shipped", "airllm_fixed", "server", "server+cache")
 PROMPT = "The AirLLM server streams a large language model through a small device"
 
 CHILD = r'''
@@ -84,16 +88,24 @@ def _env() -> dict:
     return env
 
 
-def run_server(model: Path, tokens: int, shards: Path) -> dict:
-    """The server as deployed: subprocess under gunicorn, streamed /api/generate, client-side timings."""
+def run_server(model: Path, tokens: int, shards: Path, cache: bool = False) -> dict:
+    """The server as deployed: subprocess under gunicorn, streamed /api/generate, client-side timings.
+
+    The warm-up is a one-token generation, so with the cache on every layer has been read once (and pinned)
+    before the timed request, as in a server that has answered one request.
+    """
     import requests
 
     from tests.support.airllm_process import AirLLMProcess
 
-    with AirLLMProcess({"bench": model}, shards_dir=shards, startup_timeout=120) as server:
+    env = {"AIRLLM_LAYER_CACHE": "on" if cache else "off"}
+    with AirLLMProcess({"bench": model}, shards_dir=shards, startup_timeout=120, env=env) as server:
         t0 = time.perf_counter()
         requests.post(server.url + "/api/generate", json={"model": "bench", "prompt": ""}, timeout=600)
         load_s = time.perf_counter() - t0
+        requests.post(server.url + "/api/generate", json={"model": "bench", "prompt": PROMPT, "stream": False,
+                                                          "options": {"temperature": 0, "num_predict": 1}},
+                      timeout=600).raise_for_status()
         body = {"model": "bench", "prompt": PROMPT, "options": {"temperature": 0, "num_predict": tokens}}
         stamps, final = [], None
         start = time.perf_counter()
@@ -105,7 +117,11 @@ def run_server(model: Path, tokens: int, shards: Path) -> dict:
                 else:
                     stamps.append(time.perf_counter())
         health = server.health()
-    return {"variant": "server", "load_s": load_s, "ttft_s": stamps[0] - start,
+    layer_cache = (health.get("model") or {}).get("layer_cache") or {}
+    if cache and not layer_cache.get("enabled"):
+        raise RuntimeError(f"the layer cache did not turn on: {layer_cache.get('reason')}")
+    return {"variant": "server+cache" if cache else "server", "load_s": load_s,
+            "cache_bytes": layer_cache.get("bytes", 0), "cache_pinned": layer_cache.get("pinned", False), "ttft_s": stamps[0] - start,
             "s_per_token": (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1), "tokens": final["eval_count"],
             "chunks": len(stamps), "server_s_per_token": final["eval_duration"] / 1e9 / max(final["eval_count"] - 1, 1),
             "output_ids": final["context"][final["prompt_eval_count"]:],
@@ -119,33 +135,53 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=20, help="tokens per run (default 20)")
     parser.add_argument("--shipped-tokens", type=int, default=5, help="tokens for airllm as shipped (slow)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)")
     args = parser.parse_args()
+    wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = set(wanted) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variant(s): {', '.join(sorted(unknown))}")
     work = Path(tempfile.mkdtemp(prefix="bench-airllm-"))
     model = args.model
     if model is None:
         from tests.support.tiny_model import MEDIUM_100M, build_tiny_model
 
         model = build_tiny_model(work / "medium", **MEDIUM_100M)
-    results = [run_child("transformers", model, args.tokens, work / "unused"),
-               run_child("airllm_shipped", model, args.shipped_tokens, work / "shards-shipped"),
-               run_child("airllm_fixed", model, args.tokens, work / "shards-fixed"),
-               run_server(model, args.tokens, work / "shards-server")]
+    results = []
+    for variant in (v for v in VARIANTS if v in wanted):
+        if variant == "server":
+            results.append(run_server(model, args.tokens, work / "shards-server"))
+        elif variant == "server+cache":
+            results.append(run_server(model, args.tokens, work / "shards-server-cache", cache=True))
+        else:
+            tokens = args.shipped_tokens if variant == "airllm_shipped" else args.tokens
+            results.append(run_child(variant, model, tokens, work / f"shards-{variant}"))
     by = {r["variant"]: r for r in results}
-    n = min(args.tokens, args.shipped_tokens)
+    n = min(r["tokens"] for r in results)
     same = len({tuple(r["output_ids"][:n]) for r in results}) == 1
     summary = {"model": str(model), "tokens": args.tokens, "greedy_outputs_agree": same,
-               "server_speedup_vs_shipped": by["airllm_shipped"]["s_per_token"] / by["server"]["s_per_token"],
-               "server_overhead_vs_fixed": by["server"]["s_per_token"] / by["airllm_fixed"]["s_per_token"] - 1,
                "results": [{k: v for k, v in r.items() if k != "output_ids"} for r in results]}
+    ratios = {"server_speedup_vs_shipped": ("airllm_shipped", "server", False),
+              "server_overhead_vs_fixed": ("server", "airllm_fixed", True),
+              "cache_speedup": ("server", "server+cache", False)}
+    for key, (top, bottom, minus_one) in ratios.items():
+        if top in by and bottom in by:
+            summary[key] = by[top]["s_per_token"] / by[bottom]["s_per_token"] - (1 if minus_one else 0)
     print("| variant | load s | TTFT s | s/token | peak RSS MiB | peak VRAM MiB |")
     print("|---|---|---|---|---|---|")
     for r in results:
         vram = f"{r['peak_vram_mib']:.0f}" if r["peak_vram_mib"] is not None else "-"
         print(f"| {r['variant']} | {r['load_s']:.2f} | {r['ttft_s']:.3f} | {r['s_per_token']:.4f} | "
               f"{r['peak_rss_mib']:.0f} | {vram} |")
-    print(f"server vs airllm as shipped: {summary['server_speedup_vs_shipped']:.1f}x faster per token; "
-          f"server vs in-process airllm + same fix: {summary['server_overhead_vs_fixed'] * 100:+.1f}%; "
-          f"greedy outputs agree: {same}")
+    if "server_speedup_vs_shipped" in summary:
+        print(f"server vs airllm as shipped: {summary['server_speedup_vs_shipped']:.1f}x faster per token")
+    if "server_overhead_vs_fixed" in summary:
+        print(f"server vs in-process airllm + same fix: {summary['server_overhead_vs_fixed'] * 100:+.1f}%")
+    if "cache_speedup" in summary:
+        print(f"layer cache: {summary['cache_speedup']:.2f}x faster per token "
+              f"({by['server+cache']['cache_bytes'] / 2**20:.0f} MiB kept, pinned: {by['server+cache']['cache_pinned']})")
+    print(f"greedy outputs agree: {same}")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return 0
