@@ -75,6 +75,8 @@ def load_settings(env: dict | None = None) -> dict:
         "SECRET_KEY": env.get("SECRET_KEY", "").strip(),
         # Number of reverse proxies (nginx) in front whose X-Forwarded-For is trusted; 0 trusts none.
         "TRUSTED_PROXY_HOPS": _int(env, "TRUSTED_PROXY_HOPS", 0),
+        # ... and only when they connect from one of these addresses (gunicorn's setting of the same name).
+        "FORWARDED_ALLOW_IPS": env.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
         "LOG_RETENTION": _int(env, "LOG_RETENTION", 200),
         "STORE_PROMPTS": _bool(env.get("STORE_PROMPTS"), False),
         "TELEMETRY_FLUSH_SECONDS": _float(env, "TELEMETRY_FLUSH_SECONDS", 1.0),

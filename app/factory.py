@@ -78,10 +78,10 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     recorder.start()
     app = PortDispatcher(proxy_app, dashboard_app, settings["PROXY_PORT"], settings["DASHBOARD_PORT"], services)
     if settings["TRUSTED_PROXY_HOPS"] > 0:
-        from werkzeug.middleware.proxy_fix import ProxyFix
+        from .forwarded import TrustedProxyFix
 
-        # Only X-Forwarded-For/-Proto set by that many trusted proxies (nginx) count; the rest is ignored.
-        hops = settings["TRUSTED_PROXY_HOPS"]
-        app.proxy_app = ProxyFix(proxy_app, x_for=hops, x_proto=hops)
-        app.dashboard_app = ProxyFix(dashboard_app, x_for=hops, x_proto=hops)
+        # X-Forwarded-For/-Proto count only from FORWARDED_ALLOW_IPS, and only that many hops of them.
+        hops, allowed = settings["TRUSTED_PROXY_HOPS"], settings["FORWARDED_ALLOW_IPS"]
+        app.proxy_app = TrustedProxyFix(proxy_app, hops, allowed)
+        app.dashboard_app = TrustedProxyFix(dashboard_app, hops, allowed)
     return app

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 from .proxy.upstream import UpstreamClient, UpstreamError
 from .routing import Backend
 
 APP_VERSION = "1.0.0"
+PROBE_TIMEOUT = 1.5  # seconds to connect and to answer, per request to a backend
 
 
-def probe_backend(client: UpstreamClient, backend: Backend, timeout: float = 3.0,
+def probe_backend(client: UpstreamClient, backend: Backend, timeout: float = PROBE_TIMEOUT,
                   details_path: str | None = None) -> dict:
     """GET /api/version (and optionally a JSON details path such as the AirLLM server's /health); never raises."""
     result = {"url": backend.url, "reachable": False, "version": None, "rtt_ms": None, "error": None}
@@ -53,24 +55,41 @@ def _get(client: UpstreamClient, backend: Backend, path: str, timeout: float):
 
 
 class HealthChecker:
-    def __init__(self, watcher, client: UpstreamClient, cache_seconds: float = 2.0, timeout: float = 3.0):
+    """Probes both backends at once, within PROBE_TIMEOUT each, so /health answers well inside Docker's 4 s check
+    even when a backend drops packets; one refresh at a time per worker, others get the previous report."""
+
+    def __init__(self, watcher, client: UpstreamClient, cache_seconds: float = 2.0, timeout: float = PROBE_TIMEOUT):
         self.watcher = watcher
         self.client = client
         self.cache_seconds = cache_seconds
         self.timeout = timeout
         self.started = time.time()
         self._cached: tuple[float, int, dict] | None = None
+        self._refreshing = threading.Lock()
 
     def report(self) -> dict:
         """The health document; 'degraded' when a backend in use is unreachable (HTTP status stays 200)."""
         table = self.watcher.table
-        now = time.monotonic()
-        if self._cached and now - self._cached[0] < self.cache_seconds and self._cached[1] == table.version:
-            return self._cached[2]
-        ollama = probe_backend(self.client, table.ollama, self.timeout)
+        cached = self._cached
+        if cached and time.monotonic() - cached[0] < self.cache_seconds and cached[1] == table.version:
+            return cached[2]
+        if not self._refreshing.acquire(blocking=cached is None or cached[1] != table.version):
+            return cached[2]  # another request is probing right now: the previous answer is at most seconds old
+        try:
+            return self._refresh(table)
+        finally:
+            self._refreshing.release()
+
+    def _refresh(self, table) -> dict:
         airllm = {"enabled": table.airllm_enabled, "url": table.airllm.url}
-        if table.airllm_enabled:
-            airllm.update(probe_backend(self.client, table.airllm, self.timeout, details_path="/health"))
+        probe = None
+        if table.airllm_enabled:  # in parallel with the Ollama probe (a greenlet under gevent)
+            probe = threading.Thread(target=lambda: airllm.update(
+                probe_backend(self.client, table.airllm, self.timeout, details_path="/health")), daemon=True)
+            probe.start()
+        ollama = probe_backend(self.client, table.ollama, self.timeout)
+        if probe is not None:
+            probe.join()
         degraded = not ollama["reachable"] or (table.airllm_enabled and not airllm.get("reachable"))
         report = {
             "status": "degraded" if degraded else "ok",
@@ -80,5 +99,5 @@ class HealthChecker:
             "airllm": airllm,
             "checked_at": time.time(),
         }
-        self._cached = (now, table.version, report)
+        self._cached = (time.monotonic(), table.version, report)
         return report

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import select
 import socket
 from typing import Callable, Iterable, Iterator
@@ -325,7 +326,8 @@ class UpstreamClient:
         head_bytes = "".join(head).encode("latin-1")
         read_timeout = read_timeout or self.read_timeout
         head_timeout = head_timeout or read_timeout
-        poll = min(POLL_SECONDS, read_timeout, head_timeout)
+        shortest = min(read_timeout, head_timeout)
+        poll = shortest / math.ceil(shortest / POLL_SECONDS)  # whole polls add up to the timeout exactly
         head_wait = self._waiter(client_alive, head_timeout)
         wait = head_wait if head_timeout == read_timeout else self._waiter(client_alive, read_timeout)
 

@@ -278,11 +278,19 @@ def test_spoofed_forwarded_for_straight_to_gunicorn_is_ignored_by_default(proxy)
     assert logged_client(proxy.db_path, proxy.proxy_url, "127.0.0.4", "203.0.113.9") == [("127.0.0.4", 200)]
 
 
-def test_with_hops_1_gunicorn_must_not_be_reachable_directly(behind_nginx):
-    """Why docs/deploying.md says so: with TRUSTED_PROXY_HOPS=1 whoever connects straight to gunicorn is taken
-    to be nginx, so its X-Forwarded-For is believed. Only nginx may be able to connect."""
+def test_with_hops_1_only_the_allowed_proxy_addresses_are_believed(behind_nginx):
+    """TRUSTED_PROXY_HOPS=1 believes X-Forwarded-For only from FORWARDED_ALLOW_IPS (default 127.0.0.1, ::1):
+    a client connecting straight to gunicorn from another address cannot pose as someone else (for example as
+    loopback, which the dashboard admits without ADMIN_TOKEN)."""
     app, _ = behind_nginx
-    assert logged_client(app.db_path, app.proxy_url, "127.0.0.5", "203.0.113.9") == [("203.0.113.9", 200)]
+    assert logged_client(app.db_path, app.proxy_url, "127.0.0.5", "127.0.0.1") == [("127.0.0.5", 200)]
+
+
+def test_with_hops_1_an_allowed_address_is_taken_as_the_proxy(behind_nginx):
+    """Why docs/deploying.md says gunicorn must be reachable only through nginx: whoever connects from an
+    allowed address (here 127.0.0.1, where nginx runs) is taken to be nginx, and its header is believed."""
+    app, _ = behind_nginx
+    assert logged_client(app.db_path, app.proxy_url, "127.0.0.1", "203.0.113.9") == [("203.0.113.9", 200)]
 
 def test_online_backup_of_the_live_database(behind_nginx, tmp_path):
     """deploy/sqlite_backup.py copies the WAL database while gunicorn holds it open, into one checked file."""

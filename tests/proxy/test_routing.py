@@ -103,3 +103,29 @@ def test_ollama_unreachable_gives_502_naming_the_target(proxy):
     with pytest.raises(ollama.ResponseError) as err:
         ollama.Client(host=proxy.proxy_url).chat("llama3.2:1b", messages=[{"role": "user", "content": "x"}])
     assert err.value.status_code == 502
+
+
+def test_health_answers_within_dockers_check_when_both_backends_hang(proxy):
+    """Backends that accept connections but never answer are reported, and /health still answers quickly
+    enough for the Dockerfile's 4 s HEALTHCHECK (both are probed at once, 1.5 s each)."""
+    import socket
+    import time
+
+    silent = [socket.socket() for _ in range(2)]
+    try:
+        for sock in silent:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(16)  # never accepted, never answered
+        ollama_port, airllm_port = (sock.getsockname()[1] for sock in silent)
+        assert requests.post(f"{proxy.dashboard_url}/config/ollama", json={"host": "127.0.0.1", "port": ollama_port},
+                             timeout=5).ok
+        _configure(proxy, enabled=True, host="127.0.0.1", port=airllm_port)
+        started = time.monotonic()
+        report = requests.get(f"{proxy.proxy_url}/health", timeout=10).json()
+        assert time.monotonic() - started < 4.0
+        assert report["status"] == "degraded"
+        assert not report["ollama"]["reachable"] and "no data from upstream" in report["ollama"]["error"]
+        assert not report["airllm"]["reachable"] and report["airllm"]["error"]
+    finally:
+        for sock in silent:
+            sock.close()
