@@ -4,14 +4,18 @@ from __future__ import annotations
 import collections
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..models import CategoryCount
+from ..telemetry.stats import upsert_sums
+
+KEYS = ("day", "category", "model")
 
 
 class CategoryStatsSink:
-    """Adds each flushed batch's virtual-model requests to per-day counters (sums: safe across workers)."""
+    """Adds each flushed batch's virtual-model requests to per-day counters, with the statistics' upsert (sums:
+    safe across workers and replicas, rows in key order so concurrent flushes cannot deadlock)."""
 
     def write(self, session: Session, records: list) -> None:
         counts: collections.Counter = collections.Counter()
@@ -19,13 +23,9 @@ class CategoryStatsSink:
             if r.category and r.requested_model:
                 day = datetime.fromtimestamp(r.started_wall, timezone.utc).strftime("%Y-%m-%d")
                 counts[(day, r.category[:32], (r.model or "")[:256])] += 1
-        for (day, category, model), n in counts.items():
-            done = session.execute(update(CategoryCount).where(
-                CategoryCount.day == day, CategoryCount.category == category, CategoryCount.model == model)
-                .values(requests=CategoryCount.requests + n)).rowcount
-            if not done:
-                session.add(CategoryCount(day=day, category=category, model=model, requests=n))
-                session.flush()
+        rows = [{"day": day, "category": category, "model": model, "requests": n}
+                for (day, category, model), n in counts.items()]
+        upsert_sums(session, CategoryCount, rows, KEYS, summed=("requests",))
 
 
 def category_distribution(session: Session, days: int = 7) -> dict:

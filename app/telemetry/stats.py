@@ -94,10 +94,9 @@ class StatsSink:
                     counters["first_at"] = min(counters["first_at"], record.started_wall)
                     counters["last_at"] = max(counters["last_at"], record.started_wall)
                 _add_record(counters, record)
-        _upsert(session, StatsMinute, [dict(zip(("bucket", "model", "backend"), k), **v) for k, v in minutes.items()],
-                ("bucket", "model", "backend"))
-        _upsert(session, StatsTotal, [dict(zip(("model", "backend"), k), **v) for k, v in totals.items()],
-                ("model", "backend"))
+        minute_keys, total_keys = ("bucket", "model", "backend"), ("model", "backend")
+        upsert_sums(session, StatsMinute, [dict(zip(minute_keys, k), **v) for k, v in minutes.items()], minute_keys)
+        upsert_sums(session, StatsTotal, [dict(zip(total_keys, k), **v) for k, v in totals.items()], total_keys)
         now = time.monotonic()
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_EVERY_SECONDS
@@ -105,11 +104,12 @@ class StatsSink:
             session.execute(delete(StatsMinute).where(StatsMinute.bucket < cutoff))
 
 
-_UPSERTS: dict = {}  # (table, dialect) -> statement: building one costs more than running it
+_UPSERTS: dict = {}  # (table, dialect, summed) -> statement: building one costs more than running it
+MAXED = ("duration_ms_max", "last_at")  # columns that keep the larger value instead of adding up
 
 
-def _upsert_statement(table, dialect: str, keys: tuple[str, ...]):
-    cached = _UPSERTS.get((table.name, dialect))
+def _upsert_statement(table, dialect: str, keys: tuple[str, ...], summed: tuple[str, ...]):
+    cached = _UPSERTS.get((table.name, dialect, summed))
     if cached is not None:
         return cached
     if dialect == "sqlite":
@@ -119,29 +119,37 @@ def _upsert_statement(table, dialect: str, keys: tuple[str, ...]):
         from sqlalchemy.dialects.postgresql import insert
         greatest = func.greatest
     stmt = insert(table)
-    changes = {name: table.c[name] + stmt.excluded[name] for name in SUMMED}
-    changes["duration_ms_max"] = greatest(table.c.duration_ms_max, stmt.excluded.duration_ms_max)
-    if "last_at" in table.c:
-        changes["last_at"] = greatest(table.c.last_at, stmt.excluded.last_at)
-    statement = _UPSERTS[(table.name, dialect)] = stmt.on_conflict_do_update(index_elements=list(keys), set_=changes)
+    changes = {name: table.c[name] + stmt.excluded[name] for name in summed}
+    for name in MAXED:
+        if name in table.c:
+            changes[name] = greatest(table.c[name], stmt.excluded[name])
+    statement = stmt.on_conflict_do_update(index_elements=list(keys), set_=changes)
+    _UPSERTS[(table.name, dialect, summed)] = statement
     return statement
 
 
-def _upsert(session: Session, model, rows: list[dict], keys: tuple[str, ...]) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE SET col = col + new (SQLite and PostgreSQL); read-modify-write elsewhere."""
+def upsert_sums(session: Session, model, rows: list[dict], keys: tuple[str, ...],
+                summed: tuple[str, ...] = SUMMED) -> None:
+    """Add each row's `summed` columns to the stored row with the same `keys` (inserting it when missing).
+
+    INSERT ... ON CONFLICT DO UPDATE SET col = col + new on SQLite and PostgreSQL (no race between workers or
+    replicas), read-modify-write elsewhere. Rows go in primary-key order, so two workers flushing overlapping
+    batches lock rows in the same order and cannot deadlock each other on PostgreSQL.
+    """
     if not rows:
         return
+    rows = sorted(rows, key=lambda row: tuple(row[k] for k in keys))
     table = model.__table__
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
-        session.execute(_upsert_statement(table, dialect, keys), rows)
+        session.execute(_upsert_statement(table, dialect, keys, summed), rows)
         return
     for row in rows:  # other databases: correct, a little slower, and fine at one flush per second
         where = [table.c[k] == row[k] for k in keys]
-        changes = {name: table.c[name] + row[name] for name in SUMMED}
-        changes["duration_ms_max"] = func.greatest(table.c.duration_ms_max, row["duration_ms_max"])
-        if "last_at" in table.c:
-            changes["last_at"] = func.greatest(table.c.last_at, row["last_at"])
+        changes = {name: table.c[name] + row[name] for name in summed}
+        for name in MAXED:
+            if name in table.c:
+                changes[name] = func.greatest(table.c[name], row[name])
         if session.execute(update(table).where(*where).values(changes)).rowcount == 0:
             session.execute(table.insert().values(row))
 

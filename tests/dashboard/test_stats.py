@@ -166,3 +166,73 @@ def test_metrics_report_the_airllm_queue_from_the_health_report(client, services
     assert "intelliproxy_airllm_queue_depth 4.0" in text
     assert "intelliproxy_airllm_queue_running 1.0" in text
     assert 'intelliproxy_backend_up{backend="airllm"} 1.0' in text
+
+
+@pytest.fixture
+def upserted(services):
+    """(table, [row keys]) of each batched upsert the flush runs, in execution order."""
+    from sqlalchemy import event
+
+    seen = []
+
+    def capture(conn, clause, multiparams, params, execution_options):
+        table = getattr(clause, "table", None)
+        if getattr(clause, "is_insert", False) and multiparams and isinstance(multiparams[0], dict):
+            seen.append((table.name, list(multiparams)))
+
+    event.listen(services.engine, "before_execute", capture)
+    yield seen
+    event.remove(services.engine, "before_execute", capture)
+
+
+def test_upserts_lock_rows_in_primary_key_order(services, upserted):
+    """Two workers flushing overlapping batches must take row locks in one order (else PostgreSQL deadlocks)."""
+    now = time.time() // 60 * 60 + 30
+    batch = []
+    for model in ("zeta:1b", "alpha:1b", "mid:1b"):
+        for backend in ("ollama", "airllm"):
+            for minute in (0, -120, -60):
+                r = record(model=model, backend=backend, started_wall=now + minute)
+                r.requested_model, r.category = "IntelliProxyLLM", "code" if model != "mid:1b" else "general"
+                batch.append(r)
+    submit(services, *batch)
+    keys = {"stats_minute": ("bucket", "model", "backend"), "stats_total": ("model", "backend"),
+            "intelli_category_counts": ("day", "category", "model")}
+    upserts = [(table, rows) for table, rows in upserted if table in keys]
+    assert {table for table, _ in upserts} == set(keys)
+    for table, rows in upserts:
+        order = [tuple(row[k] for k in keys[table]) for row in rows]
+        assert len(order) > 1 and order == sorted(order), table
+
+
+def test_category_counts_add_up_across_flushes_and_workers(services):
+    """The category sink uses the same upsert: two sinks writing at once add to the same rows."""
+    from app.intelli.stats import CategoryStatsSink, category_distribution
+
+    now = time.time()
+
+    def batch(category, model, n):
+        out = [record(model=model, started_wall=now) for _ in range(n)]
+        for r in out:
+            r.requested_model, r.category = "IntelliProxyLLM", category
+        return out
+
+    batches = [batch("code", "qwen2.5-coder:7b", 5) + batch("general", "llama3.2:3b", 3) for _ in range(10)]
+
+    def worker(sink, batch_list):
+        for b in batch_list:
+            with services.session_factory.begin() as session:
+                sink.write(session, b)
+
+    threads = [threading.Thread(target=worker, args=(CategoryStatsSink(), batches[i::2])) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    submit(services, *batch("code", "qwen2.5-coder:7b", 2), record(model="llama3.2:3b", started_wall=now))
+    with services.session_factory() as session:
+        found = category_distribution(session)
+    assert found["total"] == 82
+    per = {c["category"]: c for c in found["categories"]}
+    assert per["code"]["models"] == [{"model": "qwen2.5-coder:7b", "requests": 52}]
+    assert per["general"]["requests"] == 30
