@@ -3,20 +3,16 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from .config_store import (config_as_json, load_routing_table, set_airllm_service, set_model_airllm,
-                           set_ollama_target)
+from .config_store import (apply_change, config_as_json, load_routing_table, set_airllm_service,
+                           set_model_airllm, set_ollama_target)
 from .dashboard.context import json_body, services
 
 bp = Blueprint("config_api", __name__)
 
 
-def _apply(change) -> tuple:
-    """Run one validated change in a transaction, then make this worker see it at once."""
-    worker = services()
-    with worker.session_factory.begin() as session:
-        change(session)
-    table = worker.watcher.refresh(force=True)
-    return jsonify({"status": "ok", **config_as_json(table)})
+def _apply(change):
+    """Save one validated change (apply_change) and answer with the whole config as this worker now sees it."""
+    return jsonify({"status": "ok", **config_as_json(apply_change(services(), change))})
 
 
 @bp.get("/config/airllm")

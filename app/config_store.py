@@ -69,6 +69,19 @@ def _bump(session: Session) -> None:
                     .values(version=ProxyConfig.version + 1, updated_at=utcnow()))
 
 
+def apply_change(services, change: Callable[[Session], object]) -> RoutingTable:
+    """Run `change(session)` in one transaction that also bumps the config version, then make this worker see
+    it at once (every other worker and replica follows within a poll). Returns this worker's new table.
+
+    Every write to the routing config (targets, flags, IntelliProxyLLM's attributes and fallbacks) goes through
+    here; a ValidationError raised by `change` rolls the transaction back and propagates.
+    """
+    with services.session_factory.begin() as session:
+        change(session)
+        _bump(session)
+    return services.watcher.refresh(force=True)
+
+
 def config_as_json(table: RoutingTable) -> dict:
     """The seed's `GET /config/airllm` shape."""
     return {
@@ -79,18 +92,20 @@ def config_as_json(table: RoutingTable) -> dict:
         "airllm_port": table.airllm.port,
         "use_airllm_default": table.use_airllm_default,
         "model_config": dict(sorted(table.model_flags.items())),
+        "version": table.version,  # grows with every change; /health shows the version each worker uses
     }
 
 
 def set_ollama_target(session: Session, host=None, port=None) -> None:
-    """Change the Ollama target; a field left out keeps its value. All fields are validated before any write."""
+    """Change the Ollama target; a field left out keeps its value. All fields are validated before any write.
+
+    Like the other setters, run it through `apply_change`, which bumps the version so every worker follows."""
     if host is None and port is None:
         raise ValidationError("host", "give host and/or port")
     row = _config_row(session)
     new_host = row.ollama_host if host is None else validate_host(host, "host")
     new_port = row.ollama_port if port is None else validate_port(port, "port")
     row.ollama_host, row.ollama_port = new_host, new_port
-    _bump(session)
 
 
 def set_airllm_service(session: Session, enabled=None, host=None, port=None, use_airllm_default=None) -> None:
@@ -107,7 +122,6 @@ def set_airllm_service(session: Session, enabled=None, host=None, port=None, use
     }
     for name, value in values.items():
         setattr(row, name, value)
-    _bump(session)
 
 
 def set_model_airllm(session: Session, model_name, enabled) -> str:
@@ -119,7 +133,6 @@ def set_model_airllm(session: Session, model_name, enabled) -> str:
         session.add(ModelFlag(name=name, use_airllm=enabled, updated_at=utcnow()))
     else:
         flag.use_airllm, flag.updated_at = enabled, utcnow()
-    _bump(session)
     return name
 
 

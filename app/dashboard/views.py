@@ -6,7 +6,8 @@ import time
 from flask import abort, render_template, request
 from flask_htmx import make_response as htmx_response
 
-from ..config_store import load_routing_table, set_airllm_service, set_model_airllm, set_ollama_target
+from ..config_store import (apply_change, load_routing_table, set_airllm_service, set_model_airllm,
+                            set_ollama_target)
 from ..health import APP_VERSION
 from ..routing import Backend, normalize_model_name
 from ..telemetry import stats
@@ -57,14 +58,6 @@ def _collect(checks: dict) -> tuple[dict, dict]:
     return values, errors
 
 
-def _save(change) -> None:
-    """One validated change in a transaction, then this worker switches at once (the others within a poll)."""
-    svc = services()
-    with svc.session_factory.begin() as session:
-        change(session)
-    svc.watcher.refresh(force=True)
-
-
 @bp.get("/connections")
 def connections():
     """The Ollama target and the AirLLM service, each with its own form and test button."""
@@ -91,7 +84,7 @@ def connections_ollama():
     values, errors = _collect({"host": lambda: validate_host(typed["host"], "host"),
                                "port": lambda: validate_port(typed["port"], "port")})
     if not errors:
-        _save(lambda s: set_ollama_target(s, values["host"], values["port"]))
+        apply_change(services(), lambda s: set_ollama_target(s, values["host"], values["port"]))
     table = _table()
     form = _ollama_form(table, None if not errors else typed, errors, saved=not errors)
     return _form_response("dashboard/_ollama_form.html", form, table, saved=not errors, ollama_form=form,
@@ -106,8 +99,8 @@ def connections_airllm():
     values, errors = _collect({"host": lambda: validate_host(typed["host"], "host"),
                                "port": lambda: validate_port(typed["port"], "port")})
     if not errors:
-        _save(lambda s: set_airllm_service(s, typed["enabled"], values["host"], values["port"],
-                                           typed["use_airllm_default"]))
+        apply_change(services(), lambda s: set_airllm_service(s, typed["enabled"], values["host"], values["port"],
+                                                              typed["use_airllm_default"]))
     table = _table()
     form = _airllm_form(table, None if not errors else typed, errors, saved=not errors)
     return _form_response("dashboard/_airllm_form.html", form, table, saved=not errors, airllm_form=form,
@@ -156,7 +149,7 @@ def model_airllm():
         enabled = validate_bool(request.form.get("enabled", "off"), "enabled")
     except ValidationError as exc:
         return htmx_response(str(exc), 400)
-    _save(lambda s: set_model_airllm(s, name, enabled))
+    apply_change(services(), lambda s: set_model_airllm(s, name, enabled))
     context = _model_context()
     row = next((r for r in context["rows"] if r.key == normalize_model_name(name)), None)
     if row is None:

@@ -2,7 +2,7 @@
 
 Derivation is deterministic, so every worker derives the same profile for the same model; the database keeps
 one row per model (inserted when a model first appears) that operators edit in the dashboard. An edited row is
-never re-derived; deleting it ("reset") brings the derived values back.
+never re-derived; "reset" writes the derived values back into it (and clears `edited`).
 """
 from __future__ import annotations
 
@@ -163,6 +163,14 @@ def load_rows(session: Session) -> dict[str, ModelAttributes]:
     return {row.name: row for row in session.scalars(select(ModelAttributes))}
 
 
+def _derived_values(profile: ModelProfile) -> dict:
+    """A row's columns holding `profile`'s derived values, unedited."""
+    return {"family": profile.family[:64], "parameter_b": profile.parameter_b, "speed": profile.speed,
+            "complexity": profile.complexity, "categories": json.dumps(list(profile.categories)),
+            "capabilities": json.dumps(sorted(profile.capabilities)), "bias": 0, "enabled": True, "edited": False,
+            "updated_at": utcnow()}
+
+
 def store_derived(session_factory, profiles: list[ModelProfile]) -> int:
     """Insert rows for models seen for the first time (another worker may race us: that one wins)."""
     added = 0
@@ -171,12 +179,7 @@ def store_derived(session_factory, profiles: list[ModelProfile]) -> int:
             with session_factory.begin() as session:
                 if session.get(ModelAttributes, profile.key) is not None:
                     continue
-                session.add(ModelAttributes(
-                    name=profile.key, family=profile.family[:64], parameter_b=profile.parameter_b,
-                    speed=profile.speed, complexity=profile.complexity,
-                    categories=json.dumps(list(profile.categories)),
-                    capabilities=json.dumps(sorted(profile.capabilities)), bias=0, enabled=True, edited=False,
-                    updated_at=utcnow()))
+                session.add(ModelAttributes(name=profile.key, **_derived_values(profile)))
             added += 1
         except IntegrityError:
             pass
@@ -239,10 +242,7 @@ def update_attributes(session: Session, name: str, values: dict, derived: ModelP
     if row is None:
         if derived is None:
             raise ValidationError("name", f"unknown model {name!r}")
-        row = ModelAttributes(name=key, family=derived.family[:64], parameter_b=derived.parameter_b,
-                              speed=derived.speed, complexity=derived.complexity,
-                              categories=json.dumps(list(derived.categories)),
-                              capabilities=json.dumps(sorted(derived.capabilities)), bias=0, enabled=True)
+        row = ModelAttributes(name=key, **_derived_values(derived))
         session.add(row)
     for field_name, value in values.items():
         setattr(row, field_name, json.dumps(value) if field_name in ("categories", "capabilities") else value)
@@ -251,13 +251,21 @@ def update_attributes(session: Session, name: str, values: dict, derived: ModelP
     return row
 
 
-def reset_attributes(session: Session, name: str) -> bool:
-    """Forget the stored row: the model gets its derived profile again (and a fresh row on the next refresh)."""
-    row = session.get(ModelAttributes, normalize_model_name(name))
+def reset_attributes(session: Session, name: str, derived: ModelProfile | None) -> None:
+    """Throw the operator's edits away: the row gets `derived` (what the catalog derived from /api/show and the
+    name; every worker derives the same) back, unedited. Without a derived profile (the model is no longer
+    listed) the row is deleted, and the model's derived values apply should it come back."""
+    key = normalize_model_name(name)
+    row = session.get(ModelAttributes, key)
+    if derived is None:
+        if row is not None:
+            session.delete(row)
+        return
     if row is None:
-        return False
-    session.delete(row)
-    return True
+        session.add(ModelAttributes(name=key, **_derived_values(derived)))
+        return
+    for column, value in _derived_values(derived).items():
+        setattr(row, column, value)
 
 
 def effective_profile(derived: ModelProfile, stored: ModelProfile | None) -> ModelProfile:

@@ -14,10 +14,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import update
-
-from ..config_store import CONFIG_ROW_ID
-from ..models import ProxyConfig, utcnow
 from ..proxy.upstream import UpstreamClient, UpstreamError
 from ..routing import normalize_model_name
 from .attributes import ModelProfile, derive_profile, effective_profile, load_rows, profile_from_row, store_derived
@@ -37,12 +33,6 @@ class Snapshot:
     ollama_error: str | None = None
     refreshed_at: float | None = None  # wall time of the last successful model list
     airllm_models: frozenset = frozenset()  # normalised names only the AirLLM server lists
-
-
-def bump_config_version(session) -> None:
-    """Tell every worker (ConfigWatcher) that the dashboard changed something."""
-    session.execute(update(ProxyConfig).where(ProxyConfig.id == CONFIG_ROW_ID)
-                    .values(version=ProxyConfig.version + 1, updated_at=utcnow()))
 
 
 class HealthTracker:
@@ -204,8 +194,10 @@ class Catalog:
                                      refreshed_at=self._refreshed_at, airllm_models=frozenset(airllm_only))
 
     def derived(self, name: str) -> ModelProfile | None:
-        known = self._derived.get(normalize_model_name(name))
-        return known[1] if known else None
+        """The profile derived from what Ollama (or, for a model only it has, the AirLLM server) last reported."""
+        key = normalize_model_name(name)
+        known = self._derived.get(key)
+        return known[1] if known else self._airllm.get(key)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 

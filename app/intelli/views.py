@@ -6,14 +6,14 @@ from flask import Blueprint, jsonify, render_template, request
 from flask_htmx import make_response as htmx_response
 from sqlalchemy import select
 
-from ..config_store import load_routing_table
-from ..dashboard.context import json_body, services
+from ..config_store import apply_change, load_routing_table
+from ..dashboard.context import htmx, json_body, services
 from ..models import RequestLog
 from ..routing import normalize_model_name
 from ..validation import ValidationError, validate_model_name
 from . import perftest
 from .attributes import CAPABILITIES, MODEL_CATEGORIES, reset_attributes, update_attributes, validate_attributes
-from .catalog import bump_config_version, stored_profiles_for_display
+from .catalog import stored_profiles_for_display
 from .fallbacks import (chains_as_json, load_chains, load_timeout, replace_chains, save_timeout, set_chain,
                         validate_chains, validate_timeout)
 from .stats import category_distribution
@@ -24,19 +24,6 @@ ROUTING_CHANGED = "routing-changed"
 
 def _resolver():
     return services().extras["intelli"]
-
-
-def _save(change) -> None:
-    """One change in a transaction that also bumps the config version; this worker sees it at once."""
-    worker = services()
-    with worker.session_factory.begin() as session:
-        change(session)
-        bump_config_version(session)
-    worker.watcher.refresh(force=True)
-
-
-def _is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
 
 
 # -- JSON API -----------------------------------------------------------------------------------------------
@@ -62,7 +49,7 @@ def fallbacks_post():
         if timeout is not None:
             save_timeout(session, timeout)
 
-    _save(change)
+    apply_change(services(), change)
     with services().session_factory() as session:
         return jsonify({"status": "ok", **chains_as_json(load_chains(session), load_timeout(session))})
 
@@ -138,11 +125,12 @@ def attributes_post():
     body = json_body()
     name = validate_model_name(body.get("model"), "model")
     if body.get("reset") is True:
-        _save(lambda s: reset_attributes(s, name))
+        derived = _resolver().catalog.derived(name)
+        apply_change(services(), lambda s: reset_attributes(s, name, derived))
     else:
         values = validate_attributes({k: v for k, v in body.items() if k != "model"})
         derived = _resolver().catalog.derived(name)
-        _save(lambda s: update_attributes(s, name, values, derived))
+        apply_change(services(), lambda s: update_attributes(s, name, values, derived))
     profile = _profile(name)
     return jsonify({"status": "ok", "model": profile.as_dict() if profile else None})
 
@@ -204,7 +192,7 @@ def routing_try():
             body["tools"] = [{"type": "function", "function": {"name": "example", "parameters": {}}}]
         decision = _resolver().decide("/api/generate", body, services().watcher.table)
     form = {"values": values, "errors": errors}
-    if _is_htmx():
+    if htmx and not htmx.boosted:
         return render_template("intelli/_try.html", try_form=form, decision=decision,
                                virtual_name=_resolver().virtual_name)
     return render_template("intelli/routing.html", **_routing_context(try_form=form, decision=decision))
@@ -241,9 +229,11 @@ def routing_model_save():
     context = {"snapshot": snapshot, "categories": MODEL_CATEGORIES + ("embedding",), "capabilities": CAPABILITIES,
                "focus": True}
     if "reset" in request.form:
-        _save(lambda s: reset_attributes(s, name))
-        _resolver().catalog.refresh_models()
-        profile = _profile(name) or profile
+        derived = _resolver().catalog.derived(name)  # what the catalog already knows: no network here
+        apply_change(services(), lambda s: reset_attributes(s, name, derived))
+        profile = _profile(name)
+        if profile is None:  # neither installed nor stored any more: its row goes
+            return htmx_response("", trigger=ROUTING_CHANGED)
         return htmx_response(render_template("intelli/_attr_row.html", p=profile, **context),
                              trigger=ROUTING_CHANGED)
     typed = {"speed": request.form.get("speed", ""), "complexity": request.form.get("complexity", ""),
@@ -260,7 +250,7 @@ def routing_model_save():
         return render_template("intelli/_attr_form.html", p=profile, form=_attr_form(profile, typed, errors),
                                **context)
     derived = _resolver().catalog.derived(name)
-    _save(lambda s: update_attributes(s, name, values, derived))
+    apply_change(services(), lambda s: update_attributes(s, name, values, derived))
     profile = _profile(name) or profile
     return htmx_response(render_template("intelli/_attr_row.html", p=profile, **context), trigger=ROUTING_CHANGED)
 
@@ -273,10 +263,7 @@ def routing_fallbacks_save():
     errors = {}
     try:
         validate_model_name(typed["model"], "model")
-        with services().session_factory.begin() as session:
-            set_chain(session, typed["model"], entries, _resolver().virtual_name)
-            bump_config_version(session)
-        services().watcher.refresh(force=True)
+        apply_change(services(), lambda s: set_chain(s, typed["model"], entries, _resolver().virtual_name))
     except ValidationError as exc:
         errors["model" if exc.field == "model" else "chain"] = exc.message
     form = {"values": typed if errors else {"model": "", "chain": ""}, "errors": errors, "saved": not errors}
@@ -287,10 +274,7 @@ def routing_fallbacks_save():
 def routing_fallbacks_delete():
     """Remove one model's chain."""
     model = request.form.get("model", "")
-    with services().session_factory.begin() as session:
-        set_chain(session, model, [], _resolver().virtual_name)
-        bump_config_version(session)
-    services().watcher.refresh(force=True)
+    apply_change(services(), lambda s: set_chain(s, model, [], _resolver().virtual_name))
     return _fallbacks_response()
 
 
@@ -301,7 +285,7 @@ def routing_timeout_save():
     errors = {}
     try:
         timeout = validate_timeout(typed["timeout"])
-        _save(lambda s: save_timeout(s, timeout))
+        apply_change(services(), lambda s: save_timeout(s, timeout))
     except ValidationError as exc:
         errors["timeout"] = exc.message
     return _fallbacks_response(timeout_form={"values": typed, "errors": errors, "saved": not errors})
@@ -309,7 +293,7 @@ def routing_timeout_save():
 
 def _fallbacks_response(**forms):
     context = _routing_context(**forms)
-    if _is_htmx():
+    if htmx and not htmx.boosted:
         return htmx_response(render_template("intelli/_fallbacks.html", **context), trigger=ROUTING_CHANGED)
     return render_template("intelli/routing.html", **context)
 
@@ -353,7 +337,7 @@ def performance_run():
     with services().session_factory() as session:
         runs = perftest.recent_runs(session)
     context = {"runs": runs, "form": {"values": typed, "errors": errors}, "latest": latest, **_perf_choices()}
-    if _is_htmx():
+    if htmx and not htmx.boosted:
         return render_template("intelli/_performance_body.html", **context)
     return render_template("intelli/performance.html", **context), 400 if errors else 200
 

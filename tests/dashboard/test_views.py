@@ -130,6 +130,27 @@ def test_invalid_port_shows_an_inline_error_and_changes_nothing(htmx_client, ser
     assert (after.ollama, after.version) == (before.ollama, before.version)
 
 
+def test_apply_change_bumps_the_version_once_and_rolls_back_a_refused_change(services):
+    """The one way every view saves config: one transaction, one version bump, this worker refreshed."""
+    from app.config_store import apply_change, set_airllm_service, set_ollama_target
+    from app.validation import ValidationError
+
+    before = table(services)
+    new = apply_change(services, lambda s: set_ollama_target(s, "10.1.2.3", 11500))
+    assert new is services.watcher.table and new.version == before.version + 1
+    assert (new.ollama.host, new.ollama.port) == ("10.1.2.3", 11500) == (table(services).ollama.host,
+                                                                         table(services).ollama.port)
+
+    def half_valid(session):
+        set_airllm_service(session, enabled=True)
+        set_ollama_target(session, port=0)
+
+    with pytest.raises(ValidationError):
+        apply_change(services, half_valid)
+    after = table(services)
+    assert (after.version, after.airllm_enabled) == (new.version, False)
+
+
 def test_form_post_without_htmx_gets_the_whole_page(client, services):
     csrf = csrf_token_of(client)
     response = client.post("/connections/ollama", data={"host": "10.0.0.9", "port": "x", "csrf_token": csrf})
@@ -170,13 +191,14 @@ def test_test_connection_shows_the_exact_failure(htmx_client, csrf, upstreams):
 # -- Models ---------------------------------------------------------------------------------------------------
 
 def enable_airllm(services, **flags):
-    from app.config_store import set_airllm_service, set_model_airllm
+    from app.config_store import apply_change, set_airllm_service, set_model_airllm
 
-    with services.session_factory.begin() as session:
+    def change(session):
         set_airllm_service(session, enabled=True)
         for name, on in flags.items():
             set_model_airllm(session, name, on)
-    services.watcher.refresh(force=True)
+
+    apply_change(services, change)
 
 
 def test_models_page_merges_both_lists(client, services, both_up):
@@ -223,10 +245,9 @@ def test_flag_for_a_model_the_airllm_server_lacks_warns_of_the_fallback(client, 
 
 
 def test_any_flag_while_the_service_is_disabled_warns(client, services, both_up):
-    from app.config_store import set_model_airllm
+    from app.config_store import apply_change, set_model_airllm
 
-    with services.session_factory.begin() as session:
-        set_model_airllm(session, "llama3.1:70b", True)
+    apply_change(services, lambda session: set_model_airllm(session, "llama3.1:70b", True))
     html = client.get("/models").get_data(as_text=True)
     assert "The AirLLM service is disabled" in html
     row = html[html.index('data-model="llama3.1:70b"'):html.index('data-model="llama3.2:1b"')]

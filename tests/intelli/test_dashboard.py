@@ -46,7 +46,14 @@ def test_try_a_prompt_shows_the_decision_and_reasons(app_in_process, csrf):
     assert "<strong>llava:7b</strong>" in vision.get_data(as_text=True)
 
 
-def test_edit_attributes_validates_and_applies(app_in_process, csrf):
+def stored_row(app, name: str):
+    from app.models import ModelAttributes
+
+    with app.services.session_factory() as session:
+        return session.get(ModelAttributes, name)
+
+
+def test_edit_attributes_validates_and_applies(app_in_process, realistic_ollama, csrf):
     form = app_in_process.dash_get(f"/routing/model?model={CODER}&edit=1", headers={"HX-Request": "true"})
     assert 'name="speed"' in form.get_data(as_text=True)
     bad = hx_post(app_in_process, "/routing/model", csrf, {"model": CODER, "speed": "11", "complexity": "5",
@@ -66,10 +73,35 @@ def test_edit_attributes_validates_and_applies(app_in_process, csrf):
     # A refresh never overwrites an edited row; reset brings back the derived values.
     app_in_process.resolver.catalog.refresh_models()
     assert app_in_process.resolver.catalog.snapshot.models[CODER].speed == 2
+    assert stored_row(app_in_process, CODER).edited is True
+    realistic_ollama.reset()
     reset = hx_post(app_in_process, "/routing/model", csrf, {"model": CODER, "reset": "1"})
-    assert reset.status_code == 200
+    assert reset.status_code == 200 and reset.headers.get("HX-Trigger") == "routing-changed"
+    assert realistic_ollama.state.received == []  # re-derived from what the catalog knows: no call to Ollama
     profile = app_in_process.resolver.catalog.snapshot.models[CODER]
-    assert (profile.speed, profile.edited, profile.bias) == (7, False, 0)
+    assert (profile.speed, profile.edited, profile.bias, profile.categories) == (7, False, 0, ("code",))
+    assert "edited" not in reset.get_data(as_text=True)
+    # The row holds the derived values again (every worker reloads it), not just this worker's snapshot.
+    row = stored_row(app_in_process, CODER)
+    assert (row.speed, row.complexity, row.bias, row.edited, row.enabled) == \
+        (7, profile.complexity, 0, False, True)
+
+
+def test_reset_of_a_model_no_longer_installed_removes_its_row(app_in_process, csrf):
+    from app.models import ModelAttributes, utcnow
+
+    with app_in_process.services.session_factory.begin() as session:
+        session.add(ModelAttributes(name="gone:1b", family="llama", parameter_b=1.0, speed=3, complexity=2,
+                                    categories='["general"]', capabilities='["completion"]', bias=4,
+                                    enabled=True, edited=True, updated_at=utcnow()))
+    app_in_process.services.watcher.refresh(force=True)
+    listed = app_in_process.dash_get("/config/model-attributes").get_json()["models"]
+    assert any(m["name"] == "gone:1b" and not m["installed"] and m["edited"] for m in listed)
+    reset = hx_post(app_in_process, "/routing/model", csrf, {"model": "gone:1b", "reset": "1"})
+    assert reset.status_code == 200 and reset.get_data(as_text=True) == ""  # the row leaves the table
+    assert stored_row(app_in_process, "gone:1b") is None
+    listed = app_in_process.dash_get("/config/model-attributes").get_json()["models"]
+    assert not any(m["name"] == "gone:1b" for m in listed)
 
 
 def test_disabled_model_is_not_chosen(app_in_process):
@@ -121,3 +153,4 @@ def test_performance_page_renders_and_validates(app_in_process, csrf):
 def test_statistics_page_carries_the_category_card(app_in_process):
     text = app_in_process.dash_get("/statistics").get_data(as_text=True)
     assert "IntelliProxyLLM categories" in text and 'hx-get="/routing/categories"' in text
+
