@@ -69,7 +69,16 @@ def local_proxy_url(settings: dict) -> str:
     return f"http://{host}:{settings['PROXY_PORT']}"
 
 
-def plan_routes(settings: dict, table, resolver, targets: tuple, prompt: str, model: str | None) -> list[Route]:
+def http_session() -> requests.Session:
+    """Requests to the backends and to this proxy: never through an HTTP(S)_PROXY from the environment, which
+    would take loopback and LAN calls somewhere else (the dashboard's connection tests do the same)."""
+    http = requests.Session()
+    http.trust_env = False
+    return http
+
+
+def plan_routes(settings: dict, table, resolver, targets: tuple, prompt: str, model: str | None,
+                http: requests.Session) -> list[Route]:
     """Where each target sends the prompt, and with which model (the virtual model's choice by default)."""
     chosen = model
     if chosen is None:
@@ -89,21 +98,21 @@ def plan_routes(settings: dict, table, resolver, targets: tuple, prompt: str, mo
             if not table.airllm_enabled:
                 routes.append(Route(target, table.airllm.url, None, unavailable="the AirLLM service is disabled"))
             else:
-                routes.append(Route(target, table.airllm.url, model or _airllm_model(table.airllm.url)))
+                routes.append(Route(target, table.airllm.url, model or _airllm_model(http, table.airllm.url)))
         elif target == "intelli":
             routes.append(Route(target, local_proxy_url(settings), resolver.virtual_name, proxy_headers))
     return routes
 
 
-def _airllm_model(base_url: str) -> str | None:
+def _airllm_model(http: requests.Session, base_url: str) -> str | None:
     try:
-        models = requests.get(f"{base_url}/api/tags", timeout=3).json().get("models") or []
+        models = http.get(f"{base_url}/api/tags", timeout=3).json().get("models") or []
     except (requests.RequestException, ValueError):
         return None
     return (models[0].get("model") or models[0].get("name")) if models else None
 
 
-def measure(route: Route, prompt: str, max_tokens: int, timeout: float = 300.0) -> dict:
+def measure(http: requests.Session, route: Route, prompt: str, max_tokens: int, timeout: float = 300.0) -> dict:
     """Stream one generation and time it; never raises."""
     result = {"target": route.target, "model": route.model, "status": "ok", "error": None, "duration_ms": None,
               "ttft_ms": None, "tokens": None, "tokens_per_s": None, "detail": None}
@@ -117,8 +126,8 @@ def measure(route: Route, prompt: str, max_tokens: int, timeout: float = 300.0) 
     final: dict = {}
     pieces = 0
     try:
-        with requests.post(f"{route.base_url}/api/generate", json=body, headers=route.headers, stream=True,
-                           timeout=(3.0, timeout)) as response:
+        with http.post(f"{route.base_url}/api/generate", json=body, headers=route.headers, stream=True,
+                       timeout=(3.0, timeout)) as response:
             if response.status_code != 200:
                 return dict(result, status="error", error=f"HTTP {response.status_code}: {_error_text(response)}")
             answered_by = response.headers.get("X-IntelliProxy-Model")
@@ -170,9 +179,11 @@ def _short(exc: Exception) -> str:
 def run(settings: dict, table, resolver, session_factory, body: dict) -> dict:
     """Validate, run each route of the mode in turn, store every result, return the run."""
     request = validate_request(body)
-    routes = plan_routes(settings, table, resolver, MODES[request["mode"]], request["prompt"], request["model"])
     run_id = uuid.uuid4().hex
-    results = [measure(route, request["prompt"], request["max_tokens"]) for route in routes]
+    with http_session() as http:
+        routes = plan_routes(settings, table, resolver, MODES[request["mode"]], request["prompt"], request["model"],
+                             http)
+        results = [measure(http, route, request["prompt"], request["max_tokens"]) for route in routes]
     now = utcnow()
     with session_factory.begin() as session:
         for r in results:

@@ -154,3 +154,17 @@ def test_statistics_page_carries_the_category_card(app_in_process):
     text = app_in_process.dash_get("/statistics").get_data(as_text=True)
     assert "IntelliProxyLLM categories" in text and 'hx-get="/routing/categories"' in text
 
+
+def test_performance_test_ignores_proxy_variables_from_the_environment(app_in_process, monkeypatch):
+    """An HTTP(S)_PROXY in the service's environment must not take the test's loopback calls elsewhere."""
+    from tests.support.proxy_process import free_port
+
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    r = app_in_process.dash_post("/performance-test", json={"prompt": "hi", "mode": "direct",
+                                                            "model": "llama3.2:3b", "max_tokens": 2})
+    result = r.get_json()["results"][0]
+    assert r.status_code == 200 and result["status"] == "ok", result
+    assert result["tokens"] == 2
