@@ -15,6 +15,11 @@ STATUS_CHOICES = (("", "Any status"), ("ok", "Succeeded"), ("error", "Failed"), 
 PROMPT_PREVIEW = 160
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: `"²".isdigit()` and `"٣".isdigit()` are true too, and int() refuses the first."""
+    return text.isascii() and text.isdecimal()
+
+
 @dataclass(frozen=True)
 class LogFilter:
     model: str = ""
@@ -26,10 +31,10 @@ class LogFilter:
     def from_args(cls, args, default_limit: int) -> "LogFilter":
         """Read `model`, `backend`, `status` and `limit` from query arguments; raise ValidationError on nonsense."""
         status = (args.get("status") or "").strip().lower()
-        if status and status not in dict(STATUS_CHOICES) and not (status.isdigit() and 100 <= int(status) <= 599):
+        if status and status not in dict(STATUS_CHOICES) and not (_is_number(status) and 100 <= int(status) <= 599):
             raise ValidationError("status", "must be ok, error, 2xx, 4xx, 5xx or an HTTP status code")
         raw_limit = (args.get("limit") or "").strip()
-        if raw_limit and not raw_limit.isdigit():
+        if raw_limit and not _is_number(raw_limit):
             raise ValidationError("limit", "must be a positive integer")
         limit = min(int(raw_limit), default_limit) if raw_limit else default_limit
         return cls(model=(args.get("model") or "").strip()[:256], backend=(args.get("backend") or "").strip()[:32],
@@ -87,7 +92,8 @@ def row_as_dict(row: RequestLog) -> dict:
     speed = tokens_per_s(row)
     return {
         "id": row.id, "time": utc(row.created_at).isoformat(), "client": row.client, "method": row.method,
-        "endpoint": row.endpoint, "model": row.model, "backend": row.backend, "status": row.status,
+        "endpoint": row.endpoint, "model": row.model, "requested_model": row.requested_model,
+        "category": row.category, "backend": row.backend, "status": row.status,
         "duration_ms": row.duration_ms, "ttfb_ms": row.ttfb_ms, "streamed": row.streamed,
         "prompt_tokens": row.prompt_tokens, "eval_count": row.eval_count, "eval_duration_ns": row.eval_duration_ns,
         "tokens_per_s": None if speed is None else round(speed, 2), "error": row.error, "note": row.note,

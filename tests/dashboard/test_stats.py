@@ -124,6 +124,25 @@ def test_requests_json_filters_and_limit(client, services):
     assert client.get("/requests?limit=-1").status_code == 400
 
 
+@pytest.mark.parametrize("query, field", [("limit=²", "limit"), ("status=²", "status"), ("limit=٣", "limit"),
+                                          ("status=٥٠٠", "status")])
+def test_requests_refuses_unicode_digits_with_400(client, services, query, field):
+    """`"²".isdigit()` is true and int("²") fails: a 400 naming the field, never a 500."""
+    response = client.get(f"/requests?{query}")
+    assert response.status_code == 400 and response.get_json()["field"] == field
+
+
+def test_requests_json_carries_the_virtual_models_choice(client, services):
+    """Scripts see IntelliProxyLLM's decisions: the model asked for and the request's category."""
+    chosen = record(model="qwen2.5-coder:7b")
+    chosen.requested_model, chosen.category = "IntelliProxyLLM", "code"
+    submit(services, record(model="llama3.2:1b"), chosen)
+    rows = client.get("/requests").get_json()["requests"]
+    assert (rows[0]["model"], rows[0]["requested_model"], rows[0]["category"]) == \
+        ("qwen2.5-coder:7b", "IntelliProxyLLM", "code")
+    assert (rows[1]["requested_model"], rows[1]["category"]) == (None, None)
+
+
 def test_requests_clear_json(client, services):
     submit(services, record(), record())
     assert client.post("/requests/clear").get_json() == {"status": "ok", "deleted": 2}
