@@ -64,23 +64,46 @@ class HealthChecker:
         self.cache_seconds = cache_seconds
         self.timeout = timeout
         self.started = time.time()
-        self._cached: tuple[float, int, dict] | None = None
+        self._probed: tuple[float, tuple, dict, dict] | None = None  # (when, targets, ollama, airllm)
         self._refreshing = threading.Lock()
 
     def report(self) -> dict:
-        """The health document; 'degraded' when a backend in use is unreachable (HTTP status stays 200)."""
+        """The health document; 'degraded' when a backend in use is unreachable (HTTP status stays 200).
+
+        The proxy's own part is always current; the backends' part is reused for `cache_seconds` while the
+        targets stay the same (a per-model flag change does not re-probe).
+        """
         table = self.watcher.table
-        cached = self._cached
-        if cached and time.monotonic() - cached[0] < self.cache_seconds and cached[1] == table.version:
-            return cached[2]
-        if not self._refreshing.acquire(blocking=cached is None or cached[1] != table.version):
-            return cached[2]  # another request is probing right now: the previous answer is at most seconds old
+        ollama, airllm = self._backends(table)
+        degraded = not ollama["reachable"] or (table.airllm_enabled and not airllm.get("reachable"))
+        return {
+            "status": "degraded" if degraded else "ok",
+            "proxy": {"status": "ok", "version": APP_VERSION, "pid": os.getpid(),
+                      "uptime_s": round(time.time() - self.started, 1), "config_version": table.version},
+            "ollama": ollama,
+            "airllm": airllm,
+            "checked_at": self._probed[0] if self._probed else time.time(),
+        }
+
+    def _backends(self, table) -> tuple[dict, dict]:
+        targets = (table.ollama, table.airllm_enabled, table.airllm)
+        probed = self._probed
+        usable = probed is not None and probed[1] == targets
+        if usable and time.time() - probed[0] < self.cache_seconds:
+            return probed[2], probed[3]
+        if not self._refreshing.acquire(blocking=not usable):
+            return probed[2], probed[3]  # another request is probing these targets right now
         try:
-            return self._refresh(table)
+            probed = self._probed
+            if probed is not None and probed[1] == targets and time.time() - probed[0] < self.cache_seconds:
+                return probed[2], probed[3]  # refreshed while we waited for the lock
+            ollama, airllm = self._probe(table)
+            self._probed = (time.time(), targets, ollama, airllm)
+            return ollama, airllm
         finally:
             self._refreshing.release()
 
-    def _refresh(self, table) -> dict:
+    def _probe(self, table) -> tuple[dict, dict]:
         airllm = {"enabled": table.airllm_enabled, "url": table.airllm.url}
         probe = None
         if table.airllm_enabled:  # in parallel with the Ollama probe (a greenlet under gevent)
@@ -90,14 +113,4 @@ class HealthChecker:
         ollama = probe_backend(self.client, table.ollama, self.timeout)
         if probe is not None:
             probe.join()
-        degraded = not ollama["reachable"] or (table.airllm_enabled and not airllm.get("reachable"))
-        report = {
-            "status": "degraded" if degraded else "ok",
-            "proxy": {"status": "ok", "version": APP_VERSION, "pid": os.getpid(),
-                      "uptime_s": round(time.time() - self.started, 1), "config_version": table.version},
-            "ollama": ollama,
-            "airllm": airllm,
-            "checked_at": time.time(),
-        }
-        self._cached = (time.monotonic(), table.version, report)
-        return report
+        return ollama, airllm

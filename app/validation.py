@@ -53,7 +53,7 @@ def validate_port(value, field: str = "port") -> int:
         raise ValidationError(field, "is required")
     if isinstance(value, bool):
         raise ValidationError(field, "must be an integer between 1 and 65535")
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdecimal():  # not "²" or "٣"
         value = int(value.strip())
     if not isinstance(value, int) or not 1 <= value <= 65535:
         raise ValidationError(field, "must be an integer between 1 and 65535")

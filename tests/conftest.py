@@ -13,9 +13,27 @@ from tests.support.proxy_process import ProxyProcess
 CONFIG_POLL_SECONDS = 0.1
 
 
-def wait_for_config_propagation() -> None:
-    """Every worker polls the config version; after this long all of them have the latest snapshot."""
-    time.sleep(CONFIG_POLL_SECONDS * 3)
+def wait_for_config_propagation(server=None, timeout: float = 20.0) -> None:
+    """Wait until every worker of `server` (default: the session proxy) uses the latest config version.
+
+    Each worker polls the version on its own; /health says which one it uses. Fresh connections land on random
+    workers, so several answers in a row showing the latest version mean all of them have it.
+    """
+    server = server or _SESSION["proxy"]
+    latest = requests.get(f"{server.dashboard_url}/config/airllm", timeout=5).json()["version"]
+    deadline = time.monotonic() + timeout
+    in_a_row = 0
+    while in_a_row < 8:
+        with requests.Session() as fresh:
+            version = fresh.get(f"{server.proxy_url}/health", timeout=5).json()["proxy"]["config_version"]
+        in_a_row = in_a_row + 1 if version >= latest else 0
+        if time.monotonic() > deadline:
+            raise AssertionError(f"workers still on config version {version}, latest is {latest}")
+        if not in_a_row:
+            time.sleep(CONFIG_POLL_SECONDS / 2)
+
+
+_SESSION: dict = {}
 
 
 @pytest.fixture(scope="session")
@@ -45,18 +63,22 @@ def proxy(tmp_path_factory, fake_ollama, fake_airllm):
         "AIRLLM_HOST": "127.0.0.1", "AIRLLM_PORT": str(fake_airllm.port),
         "MAX_REQUEST_MB": "1", "CONFIG_POLL_SECONDS": str(CONFIG_POLL_SECONDS),
     }).start()
+    _SESSION["proxy"] = server
     yield server
     server.stop()
 
 
 @pytest.fixture
 def reset_routing(proxy, fake_ollama, fake_airllm):
-    """Put the routing config back to its seed after a test that changed it."""
+    """Put the routing config back to its seed after a test that changed it (every flag it set, too)."""
     yield
     url = proxy.dashboard_url
-    requests.post(f"{url}/config/ollama", json={"host": "127.0.0.1", "port": fake_ollama.port}, timeout=5)
-    requests.post(f"{url}/config/airllm/service", json={"enabled": False, "host": "127.0.0.1",
-                                                        "port": fake_airllm.port}, timeout=5)
-    for name in ("llama3.1:70b", "llama3.2:1b", "ghost-model", "qwen2.5-coder:7b"):
-        requests.post(f"{url}/config/model/airllm", json={"model_name": name, "enabled": False}, timeout=5)
-    wait_for_config_propagation()
+    changes = [("/config/ollama", {"host": "127.0.0.1", "port": fake_ollama.port}),
+               ("/config/airllm/service", {"enabled": False, "host": "127.0.0.1", "port": fake_airllm.port,
+                                           "use_airllm_default": False})]
+    flags = requests.get(f"{url}/config/airllm", timeout=5).json()["model_config"]
+    changes += [("/config/model/airllm", {"model_name": name, "enabled": False}) for name, on in flags.items() if on]
+    for path, body in changes:
+        response = requests.post(f"{url}{path}", json=body, timeout=5)
+        assert response.status_code == 200, (path, response.text)
+    wait_for_config_propagation(proxy)

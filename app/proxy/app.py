@@ -39,7 +39,6 @@ class Attempt:
     fallback_on_not_found: bool = False
     fallback_on_5xx: bool = False
     first_byte_timeout: float | None = None
-    note: str | None = None
     headers: list = field(default_factory=list)
 
 
@@ -129,7 +128,6 @@ class ProxyApp:
                 self._note_fallback(record, attempt, f"answered {upstream.status}")
                 continue
             record.backend, record.model, record.status = attempt.label, attempt.model, upstream.status
-            record.note = attempt.note if record.note is None else f"{record.note}; {attempt.note or ''}".rstrip("; ")
             record.streamed = upstream.content_type.startswith(("application/x-ndjson", "text/event-stream"))
             out_headers = response_headers(upstream, attempt.label)
             if attempt.model and self.resolver is not None:
@@ -160,10 +158,10 @@ class ProxyApp:
         return self.backend_attempts(model, raw, table)
 
     @staticmethod
-    def backend_attempts(model: str | None, body, table, note: str | None = None) -> list[Attempt]:
+    def backend_attempts(model: str | None, body, table) -> list[Attempt]:
         """The seed's per-model routing: the AirLLM server first when flagged, Ollama as its fallback."""
         return [Attempt(backend, label, model, body, fallback_on_connect=label == AIRLLM,
-                        fallback_on_not_found=label == AIRLLM, note=note)
+                        fallback_on_not_found=label == AIRLLM)
                 for backend, label in choose_backends(model, table)]
 
     @staticmethod

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import select
+import socket
 from typing import Iterator
 
 from .upstream import HOP_BY_HOP
@@ -129,8 +131,6 @@ def client_alive_probe(environ):
     sock = environ.get("gunicorn.sock") or environ.get("gunicorn.socket")  # gevent_pywsgi / gevent workers
     if sock is None:
         return None
-    import select
-    import socket
 
     def alive() -> bool:
         try:

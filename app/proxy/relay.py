@@ -30,25 +30,23 @@ class RelayBody:
     started: that is where the upstream socket is closed (so Ollama stops generating) and the record is filed.
     """
 
-    __slots__ = ("_upstream", "_record", "_recorder", "_path", "_tail", "_closed")
+    __slots__ = ("_upstream", "_record", "_recorder", "_path", "_last", "_before_last", "_closed")
 
     def __init__(self, upstream: UpstreamResponse, record: RequestRecord, recorder, path: str):
         self._upstream = upstream
         self._record = record
         self._recorder = recorder
         self._path = path
-        self._tail = b""
+        self._last = self._before_last = b""  # the final counters may straddle two pieces
         self._closed = False
 
     def __iter__(self):
         record = self._record
-        last = b""
         try:
             for piece in self._upstream.iter_body():
                 if record.first_byte is None:
                     record.first_byte = time.perf_counter()
-                last = piece
-                self._tail = (self._tail + piece)[-TAIL_BYTES:] if len(piece) < TAIL_BYTES else piece[-TAIL_BYTES:]
+                self._before_last, self._last = self._last, piece
                 yield piece
         except ClientGone:
             record.error = "client disconnected"
@@ -56,17 +54,17 @@ class RelayBody:
             record.error = f"upstream stream interrupted: {exc.message}"
             log.warning("%s %s: %s", record.method, self._path, record.error)
             yield stream_error_bytes(self._upstream.content_type, self._path, record.error,
-                                     after_partial_line=bool(last) and not last.endswith(b"\n"))
+                                     after_partial_line=bool(self._last) and not self._last.endswith(b"\n"))
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         upstream = self._upstream
-        if upstream._conn is not None and not upstream._complete and self._record.error is None:
+        if not upstream.finished and self._record.error is None:
             self._record.error = "client disconnected"
         upstream.close()
         record = self._record
         record.finished = time.perf_counter()
-        record.tail = self._tail
+        record.tail = (self._before_last[-TAIL_BYTES:] + self._last[-TAIL_BYTES:])[-TAIL_BYTES:]
         self._recorder.submit(record)

@@ -159,10 +159,15 @@ class UpstreamResponse:
         self.content_type = lower.get("content-type", "")
         self._chunked = "chunked" in lower.get("transfer-encoding", "").lower()
         length = lower.get("content-length")
-        self._length = int(length) if length and length.strip().isdigit() else None
+        self._length = int(length) if length and length.strip().isdecimal() else None
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             self._length = 0
             self._chunked = False
+
+    @property
+    def finished(self) -> bool:
+        """True once the whole body was read (or there was none); False while open or cut short."""
+        return self._complete
 
     def header(self, name: str, default: str | None = None) -> str | None:
         name = name.lower()
@@ -408,7 +413,7 @@ class UpstreamClient:
         del buf[:end + 4]
         version, _, rest = lines[0].partition(" ")
         code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/") or not code.isdigit():
+        if not version.startswith("HTTP/") or not code.isdecimal():
             raise UpstreamError("protocol", f"not an HTTP response from upstream: {lines[0][:80]!r}")
         headers = []
         connection_tokens: set[str] = set()

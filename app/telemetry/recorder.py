@@ -29,6 +29,7 @@ class Recorder:
         self.sinks = list(sinks)
         self._flush_seconds = flush_seconds
         self._pending: collections.deque[RequestRecord] = collections.deque(maxlen=MAX_PENDING)
+        self._retry: list[RequestRecord] = []
         self._listeners: list[Callable[[RequestRecord], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -41,25 +42,30 @@ class Recorder:
         self._pending.append(record)
 
     def flush(self) -> int:
-        """Write everything pending now; returns how many records were written."""
-        records = []
+        """Write everything pending now; returns how many records were written.
+
+        Listeners see each record exactly once, when it is first taken from the queue; records whose write
+        failed wait in `_retry` (the newest MAX_PENDING of them) for the next flush.
+        """
+        fresh = []
         while self._pending:
-            records.append(self._pending.popleft())
-        if not records:
-            return 0
-        for record in records:
+            fresh.append(self._pending.popleft())
+        for record in fresh:
             record.extract_counters()
             for callback in self._listeners:
                 callback(record)
+        batch, self._retry = self._retry + fresh, []
+        if not batch:
+            return 0
         try:
             with self._factory.begin() as session:
                 for sink in self.sinks:
-                    sink.write(session, records)
+                    sink.write(session, batch)
         except Exception:
-            log.exception("could not write %d request records; will retry", len(records))
-            self._pending.extendleft(reversed(records))
+            log.exception("could not write %d request records; will retry", len(batch))
+            self._retry = batch[-MAX_PENDING:]
             return 0
-        return len(records)
+        return len(batch)
 
     def start(self) -> None:
         if self._thread is None:

@@ -24,7 +24,7 @@ def test_valid_ports(port, expected):
     assert validate_port(port) == expected
 
 
-@pytest.mark.parametrize("port", [0, 65536, -1, "x", True, 1.5, None, ""])
+@pytest.mark.parametrize("port", [0, 65536, -1, "x", True, 1.5, None, "", "²", "٣٠٠٠"])
 def test_invalid_ports(port):
     with pytest.raises(ValidationError):
         validate_port(port)
