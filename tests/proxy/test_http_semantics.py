@@ -49,6 +49,10 @@ def test_config_is_not_reachable_on_the_proxy_port_and_proxy_not_on_the_dashboar
     assert requests.post(f"{proxy.proxy_url}/config/ollama", json={"host": "evil", "port": 1},
                          timeout=5).status_code == 404
     assert requests.get(f"{proxy.dashboard_url}/api/tags", timeout=5).status_code == 404
+    # The face is chosen by the socket the request arrived on, never by what the client writes in Host.
+    disguised = requests.get(f"{proxy.proxy_url}/config/airllm", timeout=5,
+                             headers={"Host": f"127.0.0.1:{proxy.dashboard_port}"})
+    assert disguised.status_code == 404 and "ollama_host" not in disguised.text
     assert requests.get(f"{proxy.dashboard_url}/config/airllm", timeout=5).status_code == 200
 
 
