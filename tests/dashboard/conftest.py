@@ -40,12 +40,23 @@ def make_app(tmp_path, **overrides):
     return dispatcher, app
 
 
+def close_app(dispatcher) -> None:
+    """Stop what create_app started (IntelliProxyLLM's catalog refresher, which would otherwise poll ollama.test
+    for the rest of the run, the config watcher, the telemetry flusher) and close the database connections."""
+    svc = dispatcher.services
+    intelli = svc.extras.get("intelli")
+    if intelli is not None:
+        intelli.catalog.stop()
+    svc.watcher.stop()
+    svc.recorder.stop()
+    svc.engine.dispose()
+
+
 @pytest.fixture
 def dispatcher_and_app(tmp_path):
     dispatcher, app = make_app(tmp_path)
     yield dispatcher, app
-    dispatcher.services.watcher.stop()
-    dispatcher.services.recorder.stop()
+    close_app(dispatcher)
 
 
 @pytest.fixture

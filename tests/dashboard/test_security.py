@@ -5,7 +5,7 @@ import pytest
 
 from app.dashboard import security
 
-from .conftest import csrf_token_of, make_app
+from .conftest import close_app, csrf_token_of, make_app
 
 TOKEN = "s3cret-admin-token"
 
@@ -16,8 +16,7 @@ def locked(tmp_path, monkeypatch):
     monkeypatch.setattr(security, "LOGIN_FAILURE_DELAY_S", 0)
     dispatcher, app = make_app(tmp_path, ADMIN_TOKEN=TOKEN)
     yield app
-    dispatcher.services.watcher.stop()
-    dispatcher.services.recorder.stop()
+    close_app(dispatcher)
 
 
 def login_csrf(client) -> str:
@@ -226,8 +225,7 @@ def test_session_key_is_shared_through_the_database_when_secret_key_is_unset(tmp
         assert app1.secret_key == app2.secret_key and len(app1.secret_key) == 64
     finally:
         for d in (first, second):
-            d.services.watcher.stop()
-            d.services.recorder.stop()
+            close_app(d)
 
 
 @pytest.mark.parametrize("address,expected", [("127.0.0.1", True), ("::1", True), ("::ffff:127.0.0.2", True),

@@ -313,7 +313,7 @@ def test_request_log_rows_filters_and_live_refresh(htmx_client, services):
 
 
 def test_prompts_are_hidden_unless_stored(tmp_path):
-    from .conftest import make_app
+    from .conftest import close_app, make_app
 
     for store, expected in ((False, False), (True, True)):
         dispatcher, app = make_app(tmp_path / str(store), STORE_PROMPTS=store)
@@ -326,8 +326,7 @@ def test_prompts_are_hidden_unless_stored(tmp_path):
             assert "<script>alert(" not in html
             assert ("y" * 2100) not in html  # truncated
         finally:
-            dispatcher.services.watcher.stop()
-            dispatcher.services.recorder.stop()
+            close_app(dispatcher)
 
 
 def test_clear_button_empties_the_log(htmx_client, services, csrf):

@@ -99,6 +99,7 @@ class InProcess:
         self.resolver.catalog.stop()
         self.services.watcher.stop()
         self.services.recorder.stop()
+        self.services.engine.dispose()
 
 
 def build_in_process(tmp_path, ollama: FakeOllama, airllm: FakeOllama | None = None, **overrides) -> InProcess:
