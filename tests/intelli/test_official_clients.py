@@ -114,10 +114,19 @@ def test_fallback_through_official_clients(server, upstream, client, oai):
         requests.post(f"{server.dashboard_url}/config/fallbacks", json={"fallbacks": {}}, timeout=5)
 
 
-def test_classify_endpoint(server):
-    r = requests.post(f"{server.dashboard_url}/classify",
-                      json={"messages": [{"role": "user", "content": "Berechne das Integral von x^2 * e^x und beweise Schritt für Schritt, dass es stimmt."}]},
-                      timeout=5)
+def test_classify_endpoint(server, client):
+    german_math = {"messages": [{"role": "user", "content": "Berechne das Integral von x^2 * e^x und beweise Schritt "
+                                                            "für Schritt, dass es stimmt."}]}
+    # "Already loaded" is part of the score, and earlier tests loaded llama3.1:8b (the fallback) but not
+    # deepseek-r1:14b (the fake marks only native calls). Load it, as `ollama run` would, and wait until every
+    # worker's catalog has polled /api/ps since: the ranking then no longer depends on which worker answers.
+    client.generate(model="deepseek-r1:14b")
+    deadline, in_a_row = time.monotonic() + 10, 0
+    while in_a_row < 6 and time.monotonic() < deadline:
+        ranked = requests.post(f"{server.dashboard_url}/classify", json=german_math, timeout=5).json()["candidates"]
+        seen = next(c for c in ranked if c["model"] == "deepseek-r1:14b")
+        in_a_row = in_a_row + 1 if "already loaded (+8)" in seen["reasons"] else 0
+    r = requests.post(f"{server.dashboard_url}/classify", json=german_math, timeout=5)
     body = r.json()
     assert r.status_code == 200 and body["category"] == "math" and body["chosen"] == "deepseek-r1:14b"
     assert body["classification"]["language"] == "de" and body["scores"]["deepseek-r1:14b"] > 0
