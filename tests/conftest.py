@@ -16,20 +16,21 @@ CONFIG_POLL_SECONDS = 0.1
 def wait_for_config_propagation(server=None, timeout: float = 20.0) -> None:
     """Wait until every worker of `server` (default: the session proxy) uses the latest config version.
 
-    Each worker polls the version on its own; /health says which one it uses. Fresh connections land on random
-    workers, so several answers in a row showing the latest version mean all of them have it.
+    Each worker polls the version on its own; /health says which one it uses and which worker (pid) answered.
+    Fresh connections land on whichever worker accepts first, so keep asking until every worker was heard from
+    with the latest version.
     """
     server = server or _SESSION["proxy"]
     latest = requests.get(f"{server.dashboard_url}/config/airllm", timeout=5).json()["version"]
     deadline = time.monotonic() + timeout
-    in_a_row = 0
-    while in_a_row < 8:
-        with requests.Session() as fresh:
-            version = fresh.get(f"{server.proxy_url}/health", timeout=5).json()["proxy"]["config_version"]
-        in_a_row = in_a_row + 1 if version >= latest else 0
+    versions: dict[int, int] = {}
+    while len(versions) < server.workers or min(versions.values()) < latest:
         if time.monotonic() > deadline:
-            raise AssertionError(f"workers still on config version {version}, latest is {latest}")
-        if not in_a_row:
+            raise AssertionError(f"workers' config versions {versions}, latest is {latest}")
+        with requests.Session() as fresh:
+            proxy = fresh.get(f"{server.proxy_url}/health", timeout=5).json()["proxy"]
+        versions[proxy["pid"]] = proxy["config_version"]
+        if proxy["config_version"] < latest:
             time.sleep(CONFIG_POLL_SECONDS / 2)
 
 
