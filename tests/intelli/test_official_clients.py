@@ -121,6 +121,9 @@ def test_classify_endpoint(server, client):
     # deepseek-r1:14b (the fake marks only native calls). Load it, as `ollama run` would, and wait until every
     # worker's catalog has polled /api/ps since: the ranking then no longer depends on which worker answers.
     client.generate(model="deepseek-r1:14b")
+    # Answers in a row can all come from one worker; three catalog polls (CATALOG_POLL_SECONDS=0.5 above) let
+    # every worker see the model loaded before the loop below confirms it.
+    time.sleep(3 * 0.5)
     deadline, in_a_row = time.monotonic() + 10, 0
     while in_a_row < 6 and time.monotonic() < deadline:
         ranked = requests.post(f"{server.dashboard_url}/classify", json=german_math, timeout=5).json()["candidates"]
