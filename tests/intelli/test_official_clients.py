@@ -9,7 +9,7 @@ import openai
 import pytest
 import requests
 
-from tests.intelli.conftest import REALISTIC_MODELS, faulty_ollama, set_faults
+from tests.intelli.conftest import set_faults
 from tests.intelli.labelled_prompts import PIXEL
 from tests.support.proxy_process import ProxyProcess
 
@@ -17,16 +17,9 @@ CODE_PROMPT = [{"role": "user", "content": "Write a Python function that checks 
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    fake = faulty_ollama("ollama", REALISTIC_MODELS)
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, upstream):
+def server(tmp_path_factory, realistic_ollama):
     tmp = tmp_path_factory.mktemp("intelli-gunicorn")
-    proc = ProxyProcess(tmp / "proxy.db", env={"OLLAMA_HOST": f"127.0.0.1:{upstream.port}",
+    proc = ProxyProcess(tmp / "proxy.db", env={"OLLAMA_HOST": f"127.0.0.1:{realistic_ollama.port}",
                                                "CATALOG_POLL_SECONDS": "0.5"}).start()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # both workers have listed the models once
@@ -96,13 +89,13 @@ def wait_until_every_worker_has(server, version: int) -> None:
     raise AssertionError(f"workers did not reach config version {version}: {seen}")
 
 
-def test_fallback_through_official_clients(server, upstream, client, oai):
+def test_fallback_through_official_clients(server, realistic_ollama, client, oai):
     before = max(config_versions(server).values())
     r = requests.post(f"{server.dashboard_url}/config/fallbacks",
                       json={"fallbacks": {"qwen2.5-coder:7b": ["llama3.1:8b"]}, "timeout": 1}, timeout=5)
     assert r.status_code == 200
     wait_until_every_worker_has(server, before + 1)
-    set_faults(upstream, "qwen2.5-coder:7b", status=500)
+    set_faults(realistic_ollama, "qwen2.5-coder:7b", status=500)
     try:
         for _ in range(3):
             assert client.chat(model="qwen2.5-coder:7b", messages=CODE_PROMPT).model == "llama3.1:8b"
@@ -110,7 +103,7 @@ def test_fallback_through_official_clients(server, upstream, client, oai):
                                                   max_tokens=2))
         assert {c.model for c in stream} == {"llama3.1:8b"}
     finally:
-        set_faults(upstream, "qwen2.5-coder:7b")
+        set_faults(realistic_ollama, "qwen2.5-coder:7b")
         requests.post(f"{server.dashboard_url}/config/fallbacks", json={"fallbacks": {}}, timeout=5)
 
 
@@ -156,7 +149,7 @@ def test_performance_test_all_routes(server):
     assert bad.status_code == 400 and bad.json()["field"] == "mode"
 
 
-def test_performance_test_reports_a_dead_ollama_as_unavailable(server, upstream):
+def test_performance_test_reports_a_dead_ollama_as_unavailable(server, realistic_ollama):
     url = server.dashboard_url
     from tests.support.proxy_process import free_port
 
@@ -167,4 +160,4 @@ def test_performance_test_reports_a_dead_ollama_as_unavailable(server, upstream)
         result = r.json()["results"][0]
         assert r.status_code == 200 and result["status"] == "unavailable" and "cannot reach" in result["error"]
     finally:
-        requests.post(f"{url}/config/ollama", json={"host": "127.0.0.1", "port": upstream.port}, timeout=5)
+        requests.post(f"{url}/config/ollama", json={"host": "127.0.0.1", "port": realistic_ollama.port}, timeout=5)
