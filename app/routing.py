@@ -30,6 +30,25 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class NodeConfig:
+    """One Ollama server of the pool, as the operator configured it (the `ollama_nodes` row)."""
+
+    id: int
+    name: str
+    host: str
+    port: int
+    enabled: bool = True
+    vram_gb: float | None = None  # what the operator knows; None: learn what we can from /api/ps
+    num_parallel: int = 1  # the node's OLLAMA_NUM_PARALLEL: concurrent requests per loaded model
+    weight: float = 1.0  # a preference between otherwise equal nodes
+    slot: int = 0  # this node's index in the workers' shared in-flight board (unique, 0..MAX_NODES-1)
+
+    @property
+    def backend(self) -> Backend:
+        return Backend(OLLAMA, self.host, self.port)
+
+
+@dataclass(frozen=True)
 class RoutingTable:
     """An immutable snapshot of the routing config; workers swap whole snapshots, never mutate one."""
 
@@ -39,6 +58,7 @@ class RoutingTable:
     use_airllm_default: bool = False
     model_flags: dict = field(default_factory=dict)  # normalised name -> bool
     version: int = 0
+    nodes: tuple = ()  # NodeConfig of every Ollama node, ordered by id; `ollama` is the first one's address
 
     def uses_airllm(self, model: str | None) -> bool:
         """The seed's rule: the model's own flag, else the global default; never when the service is off."""
