@@ -85,4 +85,7 @@ def load_settings(env: dict | None = None) -> dict:
         "CLASSIFIER_TIMEOUT": _float(env, "CLASSIFIER_TIMEOUT", 2.0),  # seconds; then the rule-based answer
         # How often each worker re-reads Ollama's model list (/api/tags, /api/ps) for IntelliProxyLLM.
         "CATALOG_POLL_SECONDS": _float(env, "CATALOG_POLL_SECONDS", 5.0),
+        # The proxy's waiting line for requests whose model is busy on every node that has it loaded.
+        "PROXY_MAX_QUEUE": _int(env, "PROXY_MAX_QUEUE", 64),
+        "PROXY_QUEUE_TIMEOUT_S": _float(env, "PROXY_QUEUE_TIMEOUT_S", 120.0),
     }
