@@ -13,17 +13,14 @@ from sqlalchemy.orm import Session
 from .hostparse import NodeSpec, default_node_name
 from .models import OllamaNode, ProxyConfig, utcnow
 from .routing import NodeConfig
+from .validation import ValidationError
 
 MAX_NODES = 64  # slots of the routing engine's shared in-flight board
 
 
-class NodeConflict(Exception):
-    """A change the pool cannot take (a duplicate address or name, the last node): answered with 409."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
+class NodeConflict(ValidationError):
+    """A change the pool cannot take (a duplicate address or name, the last node): answered with 409, and shown
+    on the Nodes page's form like any other field error."""
 
 
 class NodeNotFound(LookupError):
