@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import json
-import select
-import socket
 from typing import Iterator
 
+from .peek import CLOSED, peek
 from .upstream import HOP_BY_HOP
 
 # Inference endpoints: the model in the body decides the backend. Management calls (pull, push, create, copy,
@@ -133,12 +132,6 @@ def client_alive_probe(environ):
         return None
 
     def alive() -> bool:
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            if not readable:
-                return True
-            return sock.recv(1, socket.MSG_PEEK) != b""  # readable with no data means the peer closed
-        except (OSError, ValueError):
-            return False
+        return peek(sock) != CLOSED  # waiting data (a pipelined request) still means the client is there
 
     return alive

@@ -14,9 +14,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
-import select
 import socket
 from typing import Callable, Iterable, Iterator
+
+from .peek import IDLE, peek
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,7 @@ class Connection:
 
     def looks_dead(self) -> bool:
         """An idle keep-alive socket that is readable has been closed by the server (or is out of sync)."""
-        try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(readable)
+        return peek(self.sock) != IDLE
 
     def close(self) -> None:
         try:

@@ -8,7 +8,8 @@
   `fake_error_after` (send Ollama's mid-stream `{"error": ...}` line), `fake_status` (answer that status),
   `fake_first_byte_delay_ms` (silence before the headers).
 - Answers 404 `model 'x' not found` for models it does not list.
-- Records every request (method, path, query, headers, body) and every stream the client abandoned.
+- Records every request (method, path, query, headers, body), every stream the client abandoned, and counts
+  the connections it accepted.
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class FakeState:
     abandoned: list = field(default_factory=list)  # (path, time) of streams whose client went away
     blobs: dict = field(default_factory=dict)
     loaded: set = field(default_factory=set)
+    connections: int = 0  # TCP connections accepted: keep-alive reuse shows as few
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def has_model(self, name: str | None) -> bool:
@@ -74,6 +76,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # keep test output quiet
         pass
+
+    def setup(self):
+        super().setup()
+        with self.state.lock:
+            self.state.connections += 1
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
