@@ -86,6 +86,8 @@ def parse_json_body(raw: bytes) -> dict:
         raise BadRequest(400, "request body is not valid UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(400, f"invalid JSON in request body: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # e.g. [[[[...]]]] 100k deep: the decoder recurses once per level
+        raise BadRequest(400, "invalid JSON in request body: nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest(400, f"request body must be a JSON object, not {type(body).__name__}")
     return body

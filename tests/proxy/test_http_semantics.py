@@ -72,6 +72,19 @@ def test_malformed_json_gets_400_in_each_api_shape(proxy):
     assert openai_style.json()["error"]["type"] == "invalid_request_error"
 
 
+def test_deeply_nested_json_gets_400_in_each_api_shape_and_is_logged(proxy):
+    nested = b'{"model": "llama3.2:1b", "prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    native = requests.post(f"{proxy.proxy_url}/api/generate", data=nested, timeout=10)
+    assert native.status_code == 400
+    assert native.json() == {"error": "invalid JSON in request body: nested too deeply"}
+    openai_style = requests.post(f"{proxy.proxy_url}/v1/chat/completions", data=b"[" * 100_000, timeout=10)
+    assert openai_style.status_code == 400 and openai_style.json()["error"]["type"] == "invalid_request_error"
+    for endpoint in ("/api/generate", "/v1/chat/completions"):
+        row = proxy.wait_for_log(lambda r, e=endpoint: r["endpoint"] == e and r["status"] == 400
+                                 and "nested too deeply" in (r["error"] or ""))
+        assert row["method"] == "POST"
+
+
 def test_wrong_types_and_non_object_bodies(proxy):
     response = requests.post(f"{proxy.proxy_url}/api/generate", json={"model": 42, "prompt": "x"}, timeout=5)
     assert response.status_code == 400 and response.json() == {"error": "model must be a string, not int"}
