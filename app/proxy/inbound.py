@@ -128,7 +128,13 @@ def client_address(environ) -> str:
 
 
 def client_alive_probe(environ):
-    """A cheap check whether the client's socket is still open, for long silent waits; None if unknown."""
+    """A cheap check whether the client's socket is still open, for long silent waits; None if unknown.
+
+    End of file counts as gone even when the client only shut down its sending side (a half-close), as nginx
+    does by default (proxy_ignore_client_abort off): the two cannot be told apart from here, and keeping a
+    generation running for a client that closed costs the backend minutes. Clients must not half-close
+    while they wait for an answer (README, "Client disconnects and timeouts").
+    """
     sock = environ.get("gunicorn.sock") or environ.get("gunicorn.socket")  # gevent_pywsgi / gevent workers
     if sock is None:
         return None

@@ -66,3 +66,25 @@ def test_descriptors_beyond_1024_neither_abort_streams_nor_defeat_keep_alive(lon
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_a_half_closed_client_counts_as_gone_as_with_nginx_and_gets_499_client_closed_request(proxy):
+    request = json.dumps({"model": "llama3.2:1b", "prompt": "half", "stream": False,
+                          "options": {"fake_first_byte_delay_ms": 5000}}).encode()
+    with socket.create_connection(("127.0.0.1", proxy.proxy_port), timeout=10) as sock:
+        sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(request), request))
+        sock.shutdown(socket.SHUT_WR)  # done sending, still reading
+        started = time.monotonic()
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.endswith(b"}"):
+            piece = sock.recv(4096)
+            if not piece:
+                break
+            reply += piece
+    # Well before the upstream's first byte (5 s): the relay's check saw end of file and gave up.
+    assert time.monotonic() - started < 3
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 499 Client Closed Request\r\n")
+    assert json.loads(body) == {"error": "client disconnected"}
+    proxy.wait_for_log(lambda r: r["status"] == 499 and r["endpoint"] == "/api/generate")
