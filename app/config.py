@@ -66,6 +66,9 @@ def load_settings(env: dict | None = None) -> dict:
         "REQUEST_TIMEOUT": _float(env, "REQUEST_TIMEOUT", 900.0),
         "CONNECT_TIMEOUT": _float(env, "CONNECT_TIMEOUT", 5.0),
         "MAX_REQUEST_MB": _float(env, "MAX_REQUEST_MB", 100.0),
+        # Waits for a client's request (app/proxy/timeouts.py): its headers, and each read of its body.
+        "CLIENT_HEADER_TIMEOUT_S": _float(env, "CLIENT_HEADER_TIMEOUT_S", 60.0),
+        "CLIENT_BODY_TIMEOUT_S": _float(env, "CLIENT_BODY_TIMEOUT_S", 60.0),
         # How often each worker looks for config changes made by another worker or replica.
         "CONFIG_POLL_SECONDS": _float(env, "CONFIG_POLL_SECONDS", 0.5),
         "HEALTH_CACHE_SECONDS": _float(env, "HEALTH_CACHE_SECONDS", 2.0),

@@ -110,6 +110,8 @@ class ProxyApp:
                     head_timeout=None if last else attempt.first_byte_timeout)
             except ClientGone:
                 return self._fail(start_response, record, path, 499, "client disconnected")
+            except BadRequest as exc:  # a streamed upload (blob) too slow on the client's side: 408
+                return self._fail(start_response, record, path, exc.status, exc.message)
             except UpstreamError as exc:
                 if not last and (attempt.fallback_on_connect and exc.kind in ("connect", "closed")
                                  or attempt.first_byte_timeout and exc.kind == "timeout"):

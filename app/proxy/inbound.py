@@ -44,10 +44,10 @@ def read_body(environ, limit: int) -> bytes:
     if length is not None:
         if length > limit:
             raise BadRequest(413, f"request body of {length} bytes exceeds the limit of {limit} bytes (MAX_REQUEST_MB)")
-        return stream.read(length) if length else b""
+        return _read(stream, length) if length else b""
     if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
         return b""
-    data = stream.read(limit + 1)  # the server decodes chunked framing for us
+    data = _read(stream, limit + 1)  # the server decodes chunked framing for us
     if len(data) > limit:
         raise BadRequest(413, f"request body exceeds the limit of {limit} bytes (MAX_REQUEST_MB)")
     return data
@@ -56,8 +56,15 @@ def read_body(environ, limit: int) -> bytes:
 def iter_body(environ, size: int = 65536) -> Iterator[bytes]:
     """Stream the body through without holding it (blob uploads can be many GB)."""
     stream = environ["wsgi.input"]
-    while piece := stream.read(size):
+    while piece := _read(stream, size):
         yield piece
+
+
+def _read(stream, size: int) -> bytes:
+    try:
+        return stream.read(size)
+    except TimeoutError as exc:  # the server's client timeouts (app/proxy/server.py)
+        raise BadRequest(408, str(exc) or "request body not received in time (CLIENT_BODY_TIMEOUT_S)") from None
 
 
 def forward_headers(environ, drop_authorization: bool) -> list[tuple[str, str]]:

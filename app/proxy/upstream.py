@@ -353,14 +353,14 @@ class UpstreamClient:
                 if exc.kind == "closed" and reused and replayable and attempt == 1 and not conn.buf:
                     continue  # reset before any answer: the same race as above, seen as ECONNRESET
                 raise
-            except ClientGone:
-                conn.close()
-                raise
             except OSError as exc:
                 conn.close()
                 if reused and replayable and attempt == 1:
                     continue
                 raise UpstreamError("closed", f"connection to upstream failed: {_describe(exc)}") from None
+            except BaseException:  # ClientGone, or an uploaded body that failed on the client's side
+                conn.close()
+                raise
         raise AssertionError("unreachable")
 
     @staticmethod
