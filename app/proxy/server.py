@@ -60,6 +60,7 @@ class TimedHandler(PyWSGIHandler):
     body_timeout = 60.0
     idle_timeout = 75.0
     _head_timer: Timeout | None = None
+    _buffered_body = 0
 
     def handle(self):
         self._accepted = time.monotonic()
@@ -100,14 +101,19 @@ class TimedHandler(PyWSGIHandler):
             idle = self.header_timeout
         else:
             idle = self.idle_timeout
-        arrived, data = self.wait_for_client(idle, self.rfile.peek, 1)
+        arrived, data = self.wait_for_client(idle, self.rfile.peek, 1)  # peek: everything buffered so far
         if not arrived or not data or self.evicted:
             return ""  # nothing was asked: close quietly, as nginx does with idle connections
-        budget = self.header_timeout - (time.monotonic() - self._accepted) if self._first else self.header_timeout
-        self._first = False
-        self._head_timer = Timeout(max(budget, 0.001))
-        _waiting[self] = (self.server, time.monotonic())
-        self._head_timer.start()
+        first, self._first = self._first, False
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:  # the whole head is buffered (the usual case): parsing it cannot wait on the client
+            self._buffered_body = len(data) - end - 4
+        else:
+            self._buffered_body = 0
+            budget = self.header_timeout - (time.monotonic() - self._accepted) if first else self.header_timeout
+            self._head_timer = Timeout(max(budget, 0.001))
+            _waiting[self] = (self.server, time.monotonic())
+            self._head_timer.start()
         return super().read_requestline()
 
     def _end_head(self) -> None:
@@ -146,7 +152,7 @@ class TimedHandler(PyWSGIHandler):
         if self.evicted:
             raise _HeadCut()
         env = super().get_environ()
-        self.wsgi_input = TimedInput(self.wsgi_input, self)
+        self.wsgi_input = TimedInput(self.wsgi_input, self, self._buffered_body)
         if env["wsgi.input"] is not self.rfile:  # an Upgrade request reads the raw stream
             env["wsgi.input"] = self.wsgi_input
         return env
@@ -160,19 +166,26 @@ class TimedHandler(PyWSGIHandler):
 class TimedInput:
     """wsgi.input whose reads wait at most what body_read_budget() allows."""
 
-    __slots__ = ("_raw", "_handler", "_started", "_received", "failed")
+    __slots__ = ("_raw", "_handler", "_started", "_received", "_buffered", "failed")
 
-    def __init__(self, raw, handler: TimedHandler):
+    def __init__(self, raw, handler: TimedHandler, buffered: int):
         self._raw = raw
         self._handler = handler
         self._started = time.monotonic()
         self._received = 0
+        self._buffered = buffered  # body bytes known to sit in the server's read buffer already
         self.failed = False
 
     def read(self, size: int | None = None) -> bytes:
+        raw = self._raw
         if size is None or size < 0:
-            return b"".join(iter(lambda: self._timed(self._raw.read, 65536), b""))
-        return self._timed(self._raw.read, size)
+            return b"".join(iter(lambda: self._timed(raw.read, 65536), b""))
+        if not raw.chunked_input:
+            wanted = min(size, (raw.content_length or 0) - raw.position)
+            if wanted <= self._buffered:  # a small body that came with its head: no wait, no timer
+                self._buffered -= max(wanted, 0)
+                return raw.read(size)
+        return self._timed(raw.read, size)
 
     def readline(self, size: int | None = None) -> bytes:
         return self._timed(self._raw.readline, size)
