@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from .hostparse import parse_ollama_host
+from .validation import is_link_local_target
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,6 +51,11 @@ def load_settings(env: dict | None = None) -> dict:
         raise SystemExit("OLLAMA_HOST uses https://, but IntelliProxy talks plain HTTP to Ollama: point it at "
                          "Ollama's own HTTP address (e.g. gpu-box:11434)")
     seed_host, seed_port = parse_ollama_host(env.get("OLLAMA_HOST", ""), default_port=ollama_port)
+    allow_link_local = _bool(env.get("ALLOW_LINK_LOCAL_TARGETS"), False)
+    for name, host in (("OLLAMA_HOST", seed_host), ("AIRLLM_HOST", env.get("AIRLLM_HOST", ""))):
+        if not allow_link_local and is_link_local_target(host.strip()):
+            raise SystemExit(f"{name}={host} is a link-local or cloud metadata address: set "
+                             "ALLOW_LINK_LOCAL_TARGETS=1 if it really is the backend")
     return {
         "HOST": env.get("HOST", "0.0.0.0"),
         "PROXY_PORT": _int(env, "PROXY_PORT", 9998),
@@ -72,6 +78,8 @@ def load_settings(env: dict | None = None) -> dict:
         # How often each worker looks for config changes made by another worker or replica.
         "CONFIG_POLL_SECONDS": _float(env, "CONFIG_POLL_SECONDS", 0.5),
         "HEALTH_CACHE_SECONDS": _float(env, "HEALTH_CACHE_SECONDS", 2.0),
+        # Backends on link-local or cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, ...).
+        "ALLOW_LINK_LOCAL_TARGETS": allow_link_local,
         "PROXY_API_KEYS": frozenset(k.strip() for k in env.get("PROXY_API_KEYS", "").split(",") if k.strip()),
         "ADMIN_TOKEN": env.get("ADMIN_TOKEN", "").strip(),
         # Empty: the dashboard makes one and keeps it in the database, so all workers and restarts share it.

@@ -17,6 +17,7 @@ from .services import Services
 from .telemetry.recorder import Recorder
 from .telemetry.sinks import RequestLogSink
 from .telemetry.stats import StatsSink
+from .validation import allow_link_local_targets
 
 # Set by gunicorn.conf.py once migrations ran in the master's child process; workers then skip them.
 MIGRATED_ENV = "INTELLIPROXY_MIGRATED"
@@ -52,6 +53,7 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     """Build the app. Tests pass overrides (flaskr's test_config idea)."""
     settings = load_settings()
     settings.update(overrides or {})
+    allow_link_local_targets(settings["ALLOW_LINK_LOCAL_TARGETS"])
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if os.environ.get(MIGRATED_ENV) != settings["DATABASE_URL"]:

@@ -18,7 +18,8 @@ from ..telemetry.records import RequestRecord
 from .catalog import LISTS, decode_list, merge_model_lists
 from .errors import error_response, json_response
 from .inbound import (ROUTED_BY_BODY, BadRequest, client_address, client_alive_probe, content_length,
-                      forward_headers, iter_body, model_from_body, parse_json_body, prompt_text, read_body)
+                      forward_headers, is_api_path, iter_body, model_from_body, parse_json_body, prompt_text,
+                      read_body)
 from .relay import RelayBody, response_headers
 from .upstream import ClientGone, UpstreamClient, UpstreamError
 
@@ -65,6 +66,9 @@ class ProxyApp:
     def __call__(self, environ, start_response):
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO") or "/"
+        if not is_api_path(path) and path != "/health":  # never relay the rest (e.g. /config/*) to a backend
+            record = RequestRecord(method=method, endpoint=path, client=client_address(environ))
+            return self._fail(start_response, record, path, 404, f"{path} is not part of the Ollama or OpenAI API")
         if self.api_keys and path not in OPEN_PATHS and not self._authorized(environ):
             return error_response(start_response, path, 401, "unauthorized: missing or invalid API key",
                                   [("WWW-Authenticate", 'Bearer realm="IntelliProxy"')])

@@ -17,6 +17,17 @@ ROUTED_BY_BODY = frozenset({
 _NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect"}
 
 
+def is_api_path(path: str) -> bool:
+    """The surface relayed to a backend: `/` and Ollama's and OpenAI's APIs, without dot segments (which a
+    backend could resolve to a path outside them). Anything else is answered 404 by the proxy itself."""
+    if path == "/":
+        return True
+    if not path.startswith(("/api/", "/v1/")):
+        return False
+    segments = path.split("/")
+    return "." not in segments and ".." not in segments
+
+
 class BadRequest(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
