@@ -96,7 +96,7 @@ class TimedHandler(PyWSGIHandler):
             _waiting.pop(self, None)
 
     def read_requestline(self):
-        self.command = self.path = None  # not the previous request's, should this one time out
+        self.command = self.path = self.request_version = None  # not the previous request's, should this one time out
         if self._first:
             idle = self.header_timeout
         else:
@@ -138,12 +138,18 @@ class TimedHandler(PyWSGIHandler):
         return result
 
     def _head_timeout_reply(self) -> bytes:
+        address = self.client_address
+        self.environ = {  # what gunicorn's access log reads; the request never got an environ of its own
+            "REMOTE_ADDR": address[0] if isinstance(address, tuple) else str(address or "-"),
+            "REQUEST_METHOD": self.command or "-", "RAW_URI": self.path or "-",
+            "SERVER_PROTOCOL": self.request_version or "-"}
         if self.evicted:
             message = "request headers stalled while the server was out of connection slots"
         else:
             message = f"request headers not received within {self.header_timeout:g} s (CLIENT_HEADER_TIMEOUT_S)"
         path = (self.path or "/").split("?", 1)[0] if self.command else "/"
         body = json.dumps(error_payload(path, 408, message)).encode()
+        self.response_headers, self.response_length = [], len(body)
         return (f"HTTP/1.1 {status_line(408)}\r\nContent-Type: application/json; charset=utf-8\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 

@@ -22,7 +22,8 @@ def slow_proxy(tmp_path, fake_ollama, name: str, **env) -> ProxyProcess:
 @pytest.fixture(scope="module")
 def short_timeouts(tmp_path_factory, fake_ollama):
     server = slow_proxy(tmp_path_factory.mktemp("short"), fake_ollama, "short",
-                        CLIENT_BODY_TIMEOUT_S="1", CLIENT_HEADER_TIMEOUT_S="1", KEEPALIVE_SECONDS="1")
+                        CLIENT_BODY_TIMEOUT_S="1", CLIENT_HEADER_TIMEOUT_S="1", KEEPALIVE_SECONDS="1",
+                        ACCESS_LOG="-")  # the access log must cope with requests that never completed
     yield server
     server.stop()
 
@@ -68,6 +69,15 @@ def test_a_slow_body_gets_408_in_each_api_shape_and_is_logged(short_timeouts):
     short_timeouts.wait_for_log(lambda r: r["endpoint"] == "/v1/chat/completions" and r["status"] == 408)
 
 
+def test_a_stalled_blob_upload_gets_408_while_it_streams_to_ollama(short_timeouts):
+    path = "/api/blobs/sha256:" + "ab" * 32
+    head, body = reply(send(short_timeouts, f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                            f"Content-Length: 100\r\n\r\nabcd".encode()))
+    assert head.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert json.loads(body) == {"error": "no request body data for 1 s (CLIENT_BODY_TIMEOUT_S)"}
+    short_timeouts.wait_for_log(lambda r: r["endpoint"] == path and r["status"] == 408)
+
+
 def test_slow_headers_get_408_and_a_silent_connection_is_closed_quietly(short_timeouts):
     partial = send(short_timeouts, b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
     silent = send(short_timeouts, b"")
@@ -75,6 +85,10 @@ def test_slow_headers_get_408_and_a_silent_connection_is_closed_quietly(short_ti
     assert head.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert json.loads(body) == {"error": "request headers not received within 1 s (CLIENT_HEADER_TIMEOUT_S)"}
     assert reply(silent) == (b"", b"")
+    pipelined = send(short_timeouts, b"GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /api/ta")
+    head, body = reply(pipelined)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"HTTP/1.1 408 Request Timeout\r\n" in body
+    assert "Traceback" not in short_timeouts.log_tail(200)
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_keepalive_seconds(short_timeouts):
