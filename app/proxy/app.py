@@ -76,7 +76,11 @@ class ProxyApp:
             return json_response(start_response, 200, self.health.report())
         if method == "GET" and path in LISTS and self._needs_merge():
             return self._merged_list(environ, start_response, path)
-        return self._relay(environ, start_response, method, path)
+        try:
+            return self._relay(environ, start_response, method, path)
+        except BadRequest as exc:  # a streamed upload (blob) that the client sends too slowly: 408
+            record = RequestRecord(method=method, endpoint=path, client=client_address(environ))
+            return self._fail(start_response, record, path, exc.status, exc.message)
 
     def _authorized(self, environ) -> bool:
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
@@ -114,8 +118,6 @@ class ProxyApp:
                     head_timeout=None if last else attempt.first_byte_timeout)
             except ClientGone:
                 return self._fail(start_response, record, path, 499, "client disconnected")
-            except BadRequest as exc:  # a streamed upload (blob) too slow on the client's side: 408
-                return self._fail(start_response, record, path, exc.status, exc.message)
             except UpstreamError as exc:
                 if not last and (attempt.fallback_on_connect and exc.kind in ("connect", "closed")
                                  or attempt.first_byte_timeout and exc.kind == "timeout"):

@@ -96,7 +96,7 @@ class TimedHandler(PyWSGIHandler):
             _waiting.pop(self, None)
 
     def read_requestline(self):
-        self.command = self.path = self.request_version = None  # not the previous request's, should this one time out
+        self.command = self.path = self.request_version = None  # a 408 must not show the previous request's
         if self._first:
             idle = self.header_timeout
         else:

@@ -1,7 +1,7 @@
 import pytest
 
-from app.validation import (ValidationError, allow_link_local_targets, validate_bool, validate_host, validate_model_name,
-                            validate_port)
+from app.validation import (ValidationError, allow_link_local_targets, validate_bool, validate_host,
+                            validate_model_name, validate_port)
 
 
 @pytest.mark.parametrize("host,expected", [
