@@ -80,3 +80,12 @@ def test_a_link_local_seed_target_stops_the_start_unless_allowed():
         load_settings({"AIRLLM_HOST": "metadata.google.internal"})
     assert load_settings({"OLLAMA_HOST": "169.254.169.254", "ALLOW_LINK_LOCAL_TARGETS": "1"})["SEED_OLLAMA_HOST"] \
         == "169.254.169.254"
+
+
+def test_a_link_local_node_seed_follows_the_setting_too():
+    from app.config import load_settings
+
+    with pytest.raises(SystemExit, match="OLLAMA_HOSTS item 169.254.169.254:11434: host: .*ALLOW_LINK_LOCAL_TARGETS"):
+        load_settings({"OLLAMA_HOSTS": "gpu-a:11434,169.254.169.254:11434"})
+    nodes = load_settings({"OLLAMA_HOSTS": "gpu-a:11434,[fe80::1]:11434", "ALLOW_LINK_LOCAL_TARGETS": "1"})
+    assert [n.host for n in nodes["SEED_OLLAMA_NODES"]] == ["gpu-a", "fe80::1"]
