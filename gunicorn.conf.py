@@ -15,7 +15,9 @@ bind = [f"{_host}:{os.environ.get('PROXY_PORT', '9998')}", f"{_host}:{os.environ
 # gevent_pywsgi: gunicorn's gevent worker on gevent's own HTTP server. Measured with ../shared/bench S2:
 # 164 µs of server CPU per proxied request against 246 µs with the plain "gevent" worker.
 # Streams need an async worker either way: one greenlet per connection.
-worker_class = "gevent_pywsgi"
+# app.proxy.server.ProxyWorker is that worker with client timeouts (CLIENT_HEADER_TIMEOUT_S, CLIENT_BODY_TIMEOUT_S,
+# KEEPALIVE_SECONDS for idle connections), which gevent's server does not have.
+worker_class = "app.proxy.server.ProxyWorker"
 # Default: half the cores, at least one. The proxy usually shares its host with Ollama, which needs the CPU more,
 # and one gevent worker already relays thousands of concurrent streams: on the 2-core benchmark machine one
 # worker opened 300 streams as fast as two (S5 TTFC p99 94 ms either way) in 94 MB instead of 148 MB.

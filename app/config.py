@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from .hostparse import NodeSpec, parse_ollama_host, parse_ollama_hosts
-from .validation import ValidationError, validate_node_fields
+from .validation import ValidationError, is_link_local_target, validate_node_fields
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def _float(env: dict, name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, got {raw!r}") from None
 
 
-def _seed_nodes(env: dict, default_port: int) -> tuple[NodeSpec, ...]:
+def _seed_nodes(env: dict, default_port: int, allow_link_local: bool) -> tuple[NodeSpec, ...]:
     """OLLAMA_HOSTS, parsed and validated now, so a typo stops the start with a message naming the item."""
     try:
         specs = parse_ollama_hosts(env.get("OLLAMA_HOSTS", ""), default_port)
@@ -47,7 +47,8 @@ def _seed_nodes(env: dict, default_port: int) -> tuple[NodeSpec, ...]:
         item = f"OLLAMA_HOSTS item {spec.host}:{spec.port}"
         try:
             validate_node_fields({"name": spec.node_name, "host": spec.host, "port": spec.port,
-                                  "vram_gb": spec.vram_gb, "num_parallel": spec.num_parallel, "weight": spec.weight})
+                                  "vram_gb": spec.vram_gb, "num_parallel": spec.num_parallel, "weight": spec.weight},
+                                 allow_link_local=allow_link_local)
         except ValidationError as exc:
             raise SystemExit(f"{item}: {exc}") from None
         for key in ((spec.host, spec.port), spec.node_name):
@@ -73,7 +74,12 @@ def load_settings(env: dict | None = None) -> dict:
         raise SystemExit("OLLAMA_HOST uses https://, but IntelliProxy talks plain HTTP to Ollama: point it at "
                          "Ollama's own HTTP address (e.g. gpu-box:11434)")
     seed_host, seed_port = parse_ollama_host(env.get("OLLAMA_HOST", ""), default_port=ollama_port)
-    seed_nodes = _seed_nodes(env, ollama_port)
+    allow_link_local = _bool(env.get("ALLOW_LINK_LOCAL_TARGETS"), False)
+    for name, host in (("OLLAMA_HOST", seed_host), ("AIRLLM_HOST", env.get("AIRLLM_HOST", ""))):
+        if not allow_link_local and is_link_local_target(host.strip()):
+            raise SystemExit(f"{name}={host} is a link-local or cloud metadata address: set "
+                             "ALLOW_LINK_LOCAL_TARGETS=1 if it really is the backend")
+    seed_nodes = _seed_nodes(env, ollama_port, allow_link_local)
     if seed_nodes:  # OLLAMA_HOSTS wins; its first node is also the seed's single Ollama target
         seed_host, seed_port = seed_nodes[0].host, seed_nodes[0].port
     return {
@@ -94,9 +100,14 @@ def load_settings(env: dict | None = None) -> dict:
         "REQUEST_TIMEOUT": _float(env, "REQUEST_TIMEOUT", 900.0),
         "CONNECT_TIMEOUT": _float(env, "CONNECT_TIMEOUT", 5.0),
         "MAX_REQUEST_MB": _float(env, "MAX_REQUEST_MB", 100.0),
+        # Waits for a client's request (app/proxy/timeouts.py): its headers, and each read of its body.
+        "CLIENT_HEADER_TIMEOUT_S": _float(env, "CLIENT_HEADER_TIMEOUT_S", 60.0),
+        "CLIENT_BODY_TIMEOUT_S": _float(env, "CLIENT_BODY_TIMEOUT_S", 60.0),
         # How often each worker looks for config changes made by another worker or replica.
         "CONFIG_POLL_SECONDS": _float(env, "CONFIG_POLL_SECONDS", 0.5),
         "HEALTH_CACHE_SECONDS": _float(env, "HEALTH_CACHE_SECONDS", 2.0),
+        # Backends on link-local or cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, ...).
+        "ALLOW_LINK_LOCAL_TARGETS": allow_link_local,
         "PROXY_API_KEYS": frozenset(k.strip() for k in env.get("PROXY_API_KEYS", "").split(",") if k.strip()),
         "ADMIN_TOKEN": env.get("ADMIN_TOKEN", "").strip(),
         # Empty: the dashboard makes one and keeps it in the database, so all workers and restarts share it.

@@ -18,6 +18,7 @@ from .services import Services
 from .telemetry.recorder import Recorder
 from .telemetry.sinks import RequestLogSink
 from .telemetry.stats import StatsSink
+from .validation import allow_link_local_targets
 
 # Set by gunicorn.conf.py once migrations ran in the master's child process; workers then skip them.
 MIGRATED_ENV = "INTELLIPROXY_MIGRATED"
@@ -53,6 +54,7 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     """Build the app. Tests pass overrides (flaskr's test_config idea)."""
     settings = load_settings()
     settings.update(overrides or {})
+    allow_link_local_targets(settings["ALLOW_LINK_LOCAL_TARGETS"])
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if os.environ.get(MIGRATED_ENV) != settings["DATABASE_URL"]:
@@ -76,6 +78,7 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     pool = Pool(settings, services.client, watcher=watcher)
     pool.sync(watcher.table)
     services.extras["fleet"] = pool
+    services.health.fleet = pool
     proxy_app = ProxyApp(settings, watcher, services.client, recorder, services.health, resolver, pool)
     dashboard_app = LazyDashboard(services)
     watcher.start()

@@ -11,6 +11,34 @@ _LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/:]*$")
 
 
+# Cloud metadata services answer on link-local addresses (169.254.169.254; AWS also on fd00:ec2::254, which is
+# not link-local) and well-known names: a target there would hand instance credentials to whoever can change
+# the config. Refused unless ALLOW_LINK_LOCAL_TARGETS=1.
+_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+_METADATA_ADDRESSES = frozenset({ipaddress.ip_address("fd00:ec2::254")})
+_METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
+                             "instance-data.ec2.internal"})
+_allow_link_local = False  # ALLOW_LINK_LOCAL_TARGETS, set once at startup (the same in every worker)
+
+
+def allow_link_local_targets(allowed: bool) -> None:
+    """Apply the ALLOW_LINK_LOCAL_TARGETS setting (app.factory calls it once per process)."""
+    global _allow_link_local
+    _allow_link_local = bool(allowed)
+
+
+def is_link_local_target(host: str) -> bool:
+    """A link-local or cloud-metadata address or name (literals and the well-known names; no DNS lookup)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return host.rstrip(".").lower() in _METADATA_NAMES
+    if getattr(address, "ipv4_mapped", None) is not None:
+        address = address.ipv4_mapped
+    return address in _METADATA_ADDRESSES or any(address in network for network in _LINK_LOCAL
+                                                if network.version == address.version)
+
+
 class ValidationError(ValueError):
     """A field failed validation; `field` names it for the error message and the form."""
 
@@ -20,8 +48,18 @@ class ValidationError(ValueError):
         self.message = message
 
 
-def validate_host(value, field: str = "host") -> str:
-    """A hostname, IPv4 or IPv6 literal (brackets allowed), with no scheme, path or port."""
+def validate_host(value, field: str = "host", allow_link_local: bool | None = None) -> str:
+    """A hostname, IPv4 or IPv6 literal (brackets allowed), with no scheme, path or port; link-local and cloud
+    metadata targets only when allowed (default: the ALLOW_LINK_LOCAL_TARGETS setting)."""
+    host = _host_syntax(value, field)
+    allowed = _allow_link_local if allow_link_local is None else allow_link_local
+    if not allowed and is_link_local_target(host):
+        raise ValidationError(field, f"{host} is a link-local or cloud metadata address; set "
+                                     "ALLOW_LINK_LOCAL_TARGETS=1 if it really is the backend")
+    return host
+
+
+def _host_syntax(value, field: str) -> str:
     if value is None:
         raise ValidationError(field, "is required")
     if not isinstance(value, str):
@@ -151,9 +189,10 @@ _NODE_CHECKS = {"name": validate_node_name, "host": validate_host, "port": valid
                 "weight": validate_weight}
 
 
-def validate_node_fields(body: dict, partial: bool = False) -> dict:
+def validate_node_fields(body: dict, partial: bool = False, allow_link_local: bool | None = None) -> dict:
     """The node fields present in `body`, validated (unknown keys refused). A new node needs host and port;
-    with `partial` (PATCH) any subset will do. Raises ValidationError for the first bad field, in field order."""
+    with `partial` (PATCH) any subset will do. Raises ValidationError for the first bad field, in field order.
+    `allow_link_local` as in validate_host (the seeds are checked before the setting is applied)."""
     unknown = sorted(set(body) - set(NODE_FIELDS))
     if unknown:
         raise ValidationError(unknown[0], f"is not a node field (known: {', '.join(NODE_FIELDS)})")
@@ -163,4 +202,5 @@ def validate_node_fields(body: dict, partial: bool = False) -> dict:
                 raise ValidationError(required, "is required")
     elif not body:
         raise ValidationError("body", f"give at least one of {', '.join(NODE_FIELDS)}")
-    return {name: _NODE_CHECKS[name](body[name], name) for name in NODE_FIELDS if name in body}
+    checks = dict(_NODE_CHECKS, host=lambda value, field: validate_host(value, field, allow_link_local))
+    return {name: checks[name](body[name], name) for name in NODE_FIELDS if name in body}

@@ -21,7 +21,8 @@ from .everywhere import Everywhere
 from .catalog import LISTS, decode_list, fetch_lists, merge_model_lists
 from .errors import error_response, json_response, status_line as failure_status_line
 from .inbound import (ROUTED_BY_BODY, BadRequest, client_address, client_alive_probe, content_length,
-                      forward_headers, iter_body, model_from_body, parse_json_body, prompt_text, read_body)
+                      forward_headers, is_api_path, iter_body, model_from_body, parse_json_body, prompt_text,
+                      read_body)
 from .relay import RelayBody, response_headers
 from .upstream import ClientGone, UpstreamClient, UpstreamError
 
@@ -51,6 +52,9 @@ class ProxyApp:
     def __call__(self, environ, start_response):
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO") or "/"
+        if not is_api_path(path) and path != "/health":  # never relay the rest (e.g. /config/*) to a backend
+            record = RequestRecord(method=method, endpoint=path, client=client_address(environ))
+            return self._fail(start_response, record, path, 404, f"{path} is not part of the Ollama or OpenAI API")
         if self.api_keys and path not in OPEN_PATHS and not self._authorized(environ):
             return error_response(start_response, path, 401, "unauthorized: missing or invalid API key",
                                   [("WWW-Authenticate", 'Bearer realm="IntelliProxy"')])
@@ -58,7 +62,11 @@ class ProxyApp:
             return json_response(start_response, 200, self.health.report())
         if method == "GET" and path in LISTS and self._needs_merge():
             return self._merged_list(environ, start_response, path)
-        return self._relay(environ, start_response, method, path)
+        try:
+            return self._relay(environ, start_response, method, path)
+        except BadRequest as exc:  # a streamed upload (blob) that the client sends too slowly: 408
+            record = RequestRecord(method=method, endpoint=path, client=client_address(environ))
+            return self._fail(start_response, record, path, exc.status, exc.message)
 
     def _authorized(self, environ) -> bool:
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")

@@ -8,7 +8,8 @@
   `fake_error_after` (send Ollama's mid-stream `{"error": ...}` line), `fake_status` (answer that status),
   `fake_first_byte_delay_ms` (silence before the headers).
 - Answers 404 `model 'x' not found` for models it does not list.
-- Records every request (method, path, query, headers, body) and every stream the client abandoned.
+- Records every request (method, path, query, headers, body), every stream the client abandoned, and counts
+  the connections it accepted.
 """
 from __future__ import annotations
 
@@ -56,11 +57,12 @@ class FakeState:
     abandoned: list = field(default_factory=list)  # (path, time) of streams whose client went away
     blobs: dict = field(default_factory=dict)
     loaded: set = field(default_factory=set)
+    connections: int = 0  # TCP connections accepted: keep-alive reuse shows as few
     lock: threading.Lock = field(default_factory=threading.Lock)
     busy: bool = False  # answer inference with Ollama's instant 503 "server busy" (its queue is full)
     active: dict = field(default_factory=dict)  # normalised model -> generations running now
     max_active: dict = field(default_factory=dict)  # normalised model -> the most that ever ran at once
-    connections: set = field(default_factory=set)  # open client sockets (kill() closes them)
+    open_sockets: set = field(default_factory=set)  # open client sockets (kill() closes them)
 
     def has_model(self, name: str | None) -> bool:
         return bool(name) and any(_norm(m["name"]) == _norm(name) for m in self.models)
@@ -82,11 +84,12 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         with self.state.lock:
-            self.state.connections.add(self.connection)
+            self.state.connections += 1
+            self.state.open_sockets.add(self.connection)
 
     def finish(self):
         with self.state.lock:
-            self.state.connections.discard(self.connection)
+            self.state.open_sockets.discard(self.connection)
         super().finish()
 
     # -- plumbing ---------------------------------------------------------------------------------------
@@ -478,7 +481,7 @@ class FakeOllama:
 
         self.stop()
         with self.state.lock:
-            sockets = list(self.state.connections)
+            sockets = list(self.state.open_sockets)
         for sock in sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
