@@ -53,7 +53,8 @@ class VramBar:
 
 def vram_bars(node: NodeConfig, live: dict | None) -> tuple[list[VramBar], float, float | None]:
     """Bars for the loaded models, the GB they use together, and the node's vram_gb (None when not given)."""
-    loaded = [(entry["name"], max(float(entry.get("size_vram") or 0), 0.0) / GB) for entry in (live or {}).get("loaded") or []]
+    loaded = [(entry["name"], max(float(entry.get("size_vram") or 0), 0.0) / GB)
+              for entry in (live or {}).get("loaded") or []]
     used = sum(size for _name, size in loaded)
     scale = node.vram_gb or used or 1.0
     return [VramBar(name, round(size, 2), scale) for name, size in loaded], round(used, 2), node.vram_gb

@@ -138,6 +138,17 @@ def record(model="llama3.2:1b", backend="ollama", status=200, duration_ms=120.0,
     return r
 
 
+class FleetStatus:
+    """Stands in for the routing engine's `services.extras["fleet"]` until it is merged: the dashboard only calls
+    status(), {node id: {state, probe_ms, last_error, models, loaded, in_flight, waiting, loads_observed}}."""
+
+    def __init__(self, status: dict):
+        self._status = status
+
+    def status(self) -> dict:
+        return self._status
+
+
 def submit(services, *records):
     for r in records:
         services.recorder.submit(r)

@@ -8,6 +8,8 @@ from tests.conftest import wait_for_config_propagation
 from tests.support.fake_ollama import FakeOllama
 from tests.support.proxy_process import ProxyProcess
 
+from .conftest import FleetStatus
+
 GPU_B = {"host": "gpu-b.lan", "port": 11434, "vram_gb": 24, "num_parallel": 2}
 
 
@@ -101,16 +103,6 @@ def test_delete_removes_a_node_but_never_the_last_one(client):
 def test_post_config_ollama_sets_the_first_node(client):
     assert client.post("/config/ollama", json={"host": "gpu-z", "port": 7000}).status_code == 200
     assert [(n["name"], n["host"], n["port"]) for n in _nodes(client)] == [("gpu-z:7000", "gpu-z", 7000)]
-
-
-class FleetStatus:
-    """Stands in for the routing engine's `services.extras["fleet"]` (it only has to answer status())."""
-
-    def __init__(self, status: dict):
-        self._status = status
-
-    def status(self) -> dict:
-        return self._status
 
 
 def test_live_fields_come_from_the_fleet_status_with_loaded_as_names(client, services):
