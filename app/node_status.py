@@ -58,3 +58,15 @@ def vram_bars(node: NodeConfig, live: dict | None) -> tuple[list[VramBar], float
     used = sum(size for _name, size in loaded)
     scale = node.vram_gb or used or 1.0
     return [VramBar(name, round(size, 2), scale) for name, size in loaded], round(used, 2), node.vram_gb
+
+
+def node_rows(nodes, live: dict, totals: dict, rates: dict) -> list[dict]:
+    """What the Nodes page shows per node: node_json, the VRAM bars, and the request statistics by name."""
+    rows = []
+    for node in nodes:
+        status = live.get(node.id)
+        bars, used_gb, vram_gb = vram_bars(node, status)
+        rows.append({"node": node, "info": node_json(node, status), "bars": bars, "used_gb": used_gb,
+                     "vram_gb": vram_gb, "totals": totals.get(node.name) or {"requests": 0, "errors": 0},
+                     "rate": rates.get(node.name) or {"requests_per_min": 0.0, "errors_per_min": 0.0}})
+    return rows
