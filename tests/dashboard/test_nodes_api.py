@@ -103,6 +103,10 @@ def test_delete_removes_a_node_but_never_the_last_one(client):
 def test_post_config_ollama_sets_the_first_node(client):
     assert client.post("/config/ollama", json={"host": "gpu-z", "port": 7000}).status_code == 200
     assert [(n["name"], n["host"], n["port"]) for n in _nodes(client)] == [("gpu-z:7000", "gpu-z", 7000)]
+    client.post("/config/nodes", json=GPU_B)
+    taken = client.post("/config/ollama", json={"host": "gpu-b.lan", "port": 11434})
+    assert taken.status_code == 409 and taken.get_json()["field"] == "host"  # two nodes cannot share an address
+    assert client.get("/config/airllm").get_json()["ollama_host"] == "gpu-z"
 
 
 def test_live_fields_come_from_the_fleet_status_with_loaded_as_names(client, services):
