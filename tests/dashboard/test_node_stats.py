@@ -83,3 +83,28 @@ def test_metrics_per_node(client, services):
         1, 3, 2, 5)
     services.extras["fleet"] = FleetStatus({1: {"state": "down"}})
     assert _samples(client)[("intelliproxy_node_up", node)] == 0
+
+
+def test_node_upserts_lock_rows_in_primary_key_order(services):
+    """Two workers flushing overlapping batches must take row locks in one order (else PostgreSQL deadlocks)."""
+    from sqlalchemy import event
+
+    seen = []
+
+    def capture(conn, clause, multiparams, params, execution_options):
+        table = getattr(clause, "table", None)
+        if getattr(clause, "is_insert", False) and table is not None and table.name.startswith("stats_node"):
+            seen.append((table.name, list(multiparams)))
+
+    now = time.time() // 60 * 60 + 30
+    event.listen(services.engine, "before_execute", capture)
+    try:
+        submit(services, *[on(node, started_wall=now + minute) for node in ("zeta", "alpha", "mid")
+                           for minute in (0, -120, -60)])
+    finally:
+        event.remove(services.engine, "before_execute", capture)
+    keys = {"stats_node_minute": ("bucket", "node"), "stats_node_total": ("node",)}
+    assert {table for table, _ in seen} == set(keys)
+    for table, rows in seen:
+        order = [tuple(row[k] for k in keys[table]) for row in rows]
+        assert order == sorted(order) and len(order) == (9 if table == "stats_node_minute" else 3)
