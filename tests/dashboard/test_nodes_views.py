@@ -81,7 +81,7 @@ def test_live_state_vram_bars_and_statistics(client, services):
     ok.node = ok_node
     submit(services, failed, ok)
     html = client.get("/nodes").get_data(as_text=True)
-    assert '<span class="badge badge-ok">up</span>' in html and "probe 2.5 ms" in html
+    assert '<span class="badge badge-ok">up</span>' in html and "probe 2.5 ms" in html and "1 model listed" in html
     assert '<meter min="0" max="24.0" value="6.0" aria-label="qwen3:8b: 6.0 GB">' in html
     assert 'aria-label="ollama.test:11434: 6.0 of 24.0 GB used"' in html
     assert '<td class="num">3</td>' in html and '<td class="num">1</td>' in html
