@@ -105,6 +105,7 @@ def live_dashboard(tmp_path):
     client.patch("/config/nodes/1", json={"name": "gpu-a", "vram_gb": 24, "num_parallel": 2})
     client.post("/config/nodes", json={"name": "gpu-b", "host": "gpu-b.lan", "port": 11434, "vram_gb": 12})
     client.post("/config/nodes", json={"name": "gpu-c", "host": "gpu-c.lan", "port": 11434})
+    engine = services.extras.get("fleet")  # put back before closing the app
     services.extras["fleet"] = FleetStatus({
         1: {"state": "up", "probe_ms": 1.8, "models": ["qwen3:8b", "llama3.1:8b"], "in_flight": 2, "waiting": 3,
             "loaded": [{"name": "qwen3:8b", "size_vram": 6_200_000_000},
@@ -124,6 +125,7 @@ def live_dashboard(tmp_path):
     thread.start()
     yield f"http://127.0.0.1:{http.server_port}"
     http.shutdown()
+    services.extras["fleet"] = engine
     close_app(dispatcher)
 
 

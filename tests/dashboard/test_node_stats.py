@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.models import StatsNodeMinute, StatsNodeTotal
 from app.telemetry.node_stats import NodeStatsSink, node_rates, node_totals
 
-from .conftest import FleetStatus, record, submit
+from .conftest import record, submit
 
 
 def on(node: str, **kwargs):
@@ -69,19 +69,20 @@ def _samples(client) -> dict:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def test_metrics_per_node(client, services):
+def test_metrics_per_node(client, services, fleet):
+    fleet(None)
     submit(services, on("ollama.test:11434"), on("ollama.test:11434", status=502, error="refused"))
     samples = _samples(client)
     node = (("node", "ollama.test:11434"),)
     assert samples[("intelliproxy_node_requests_total", node)] == 2
     assert samples[("intelliproxy_node_request_errors_total", node)] == 1
     assert ("intelliproxy_node_up", node) not in samples  # no routing engine: no live gauges
-    services.extras["fleet"] = FleetStatus({1: {"state": "up", "in_flight": 3, "waiting": 2, "loads_observed": 5}})
+    fleet({1: {"state": "up", "in_flight": 3, "waiting": 2, "loads_observed": 5}})
     samples = _samples(client)
     assert (samples[("intelliproxy_node_up", node)], samples[("intelliproxy_node_in_flight", node)],
             samples[("intelliproxy_node_waiting", node)], samples[("intelliproxy_node_model_loads_total", node)]) == (
         1, 3, 2, 5)
-    services.extras["fleet"] = FleetStatus({1: {"state": "down"}})
+    fleet({1: {"state": "down"}})
     assert _samples(client)[("intelliproxy_node_up", node)] == 0
 
 

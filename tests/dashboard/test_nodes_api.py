@@ -8,8 +8,6 @@ from tests.conftest import wait_for_config_propagation
 from tests.support.fake_ollama import FakeOllama
 from tests.support.proxy_process import ProxyProcess
 
-from .conftest import FleetStatus
-
 GPU_B = {"host": "gpu-b.lan", "port": 11434, "vram_gb": 24, "num_parallel": 2}
 
 
@@ -19,7 +17,8 @@ def _nodes(client) -> list[dict]:
     return response.get_json()["nodes"]
 
 
-def test_the_seeded_node_is_listed_with_the_api_shape_and_unknown_live_state(client):
+def test_the_seeded_node_is_listed_with_the_api_shape_and_unknown_live_state(client, fleet):
+    fleet(None)  # no routing engine
     assert _nodes(client) == [{
         "id": 1, "name": "ollama.test:11434", "host": "ollama.test", "port": 11434, "enabled": True,
         "vram_gb": None, "num_parallel": 1, "weight": 1.0, "state": "unknown", "models": [], "loaded": [],
@@ -109,8 +108,8 @@ def test_post_config_ollama_sets_the_first_node(client):
     assert client.get("/config/airllm").get_json()["ollama_host"] == "gpu-z"
 
 
-def test_live_fields_come_from_the_fleet_status_with_loaded_as_names(client, services):
-    services.extras["fleet"] = FleetStatus({1: {
+def test_live_fields_come_from_the_fleet_status_with_loaded_as_names(client, fleet):
+    fleet({1: {
         "state": "up", "probe_ms": 3.2, "last_error": None, "models": ["llama3.2:1b", "qwen3:8b"],
         "loaded": [{"name": "qwen3:8b", "size_vram": 6_000_000_000}], "in_flight": 2, "waiting": 1,
         "loads_observed": 4}})

@@ -1,14 +1,15 @@
 """The Nodes page (app/dashboard/nodes_views.py): page and fragments, inline validation, row actions, live data."""
 from __future__ import annotations
 
-from .conftest import FleetStatus, record, submit
+from .conftest import record, submit
 
 
 def _names(client) -> list[str]:
     return [n["name"] for n in client.get("/config/nodes").get_json()["nodes"]]
 
 
-def test_page_and_its_live_fragment(client, htmx_client, rendered):
+def test_page_and_its_live_fragment(client, htmx_client, rendered, fleet):
+    fleet(None)  # no routing engine: every state is unknown
     page = client.get("/nodes")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and '<a href="/nodes" aria-current="page">Nodes</a>' in html
@@ -70,9 +71,9 @@ def test_row_actions_need_the_csrf_token(htmx_client):
     assert htmx_client.post("/nodes/1/delete", data={"csrf_token": "wrong"}).status_code == 403
 
 
-def test_live_state_vram_bars_and_statistics(client, services):
+def test_live_state_vram_bars_and_statistics(client, services, fleet):
     client.patch("/config/nodes/1", json={"vram_gb": 24})
-    services.extras["fleet"] = FleetStatus({1: {
+    fleet({1: {
         "state": "up", "probe_ms": 2.5, "last_error": None, "models": ["qwen3:8b"], "in_flight": 3, "waiting": 1,
         "loaded": [{"name": "qwen3:8b", "size_vram": 6_000_000_000}], "loads_observed": 1}})
     failed = record(status=502, error="connection refused")
