@@ -14,6 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 
 from .models import LATENCY_BOUNDS_MS, LATENCY_COLUMNS, StatsTotal
+from .node_metrics import NodeCollector
 
 bp = Blueprint("metrics", __name__)
 LABELS = ["model", "backend"]
@@ -97,4 +98,5 @@ def metrics():
     services = current_app.extensions["intelliproxy"]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(services.session_factory, services.health))
+    registry.register(NodeCollector(services))
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -61,7 +61,7 @@ def test_nav_bar_lists_every_page_in_order(client, both_up):
     html = client.get("/connections").get_data(as_text=True)
     nav = html[html.index("<nav"):html.index("</nav>")]
     labels = re.findall(r'<a href="[^"]+"[^>]*>([^<]+)</a>', nav)
-    assert labels[:3] == ["Overview", "Connections", "Models"]
+    assert labels[:4] == ["Overview", "Connections", "Nodes", "Models"]
     for wanted in ("Statistics", "Request log", "API"):
         assert wanted in labels
     assert [label for label, _ in NAV_ITEMS if label in labels] == labels
@@ -69,7 +69,7 @@ def test_nav_bar_lists_every_page_in_order(client, both_up):
 
 
 def test_every_page_says_it_is_loopback_only_without_admin_token(client, both_up):
-    for path in ("/", "/connections", "/models", "/statistics", "/log", "/api-reference"):
+    for path in ("/", "/connections", "/nodes", "/models", "/statistics", "/log", "/api-reference"):
         assert b"answers only clients on this machine (loopback)" in client.get(path).data, path
 
 

@@ -75,8 +75,41 @@ def test_two_replicas_share_config_stats_and_log(tmp_path, postgres_url, fake_ol
         assert stats["totals"]["requests"] == 2 and stats["totals"]["tokens_generated"] == 10
         log = requests.get(f"{first.dashboard_url}/requests", timeout=5).json()
         assert log["count"] == 2
-        for page in ("/", "/statistics", "/log", "/models", "/routing", "/metrics"):
+        added = requests.post(f"{first.dashboard_url}/config/nodes", json={"host": "gpu-b", "port": 11434}, timeout=5)
+        assert added.status_code == 201 and added.json()["name"] == "gpu-b:11434"
+        assert [n["name"] for n in requests.get(f"{second.dashboard_url}/config/nodes", timeout=5).json()["nodes"]] \
+            == [f"127.0.0.1:{fake_ollama.port}", "gpu-b:11434"]
+        for page in ("/", "/statistics", "/log", "/models", "/routing", "/metrics", "/nodes"):
             assert requests.get(f"{first.dashboard_url}{page}", timeout=10).status_code == 200, page
     finally:
         first.stop()
         second.stop()
+
+
+def test_node_statistics_add_up_on_postgresql(postgres_url):
+    """Two workers' NodeStatsSink flushes add into the same BigInteger rows; the newest error wins."""
+    from app.db import make_engine, make_session_factory, upgrade_database
+    from app.telemetry.node_stats import NodeStatsSink, node_totals
+    from app.telemetry.records import RequestRecord
+
+    upgrade_database(postgres_url)
+    engine = make_engine(postgres_url)
+    factory = make_session_factory(engine)
+    now = time.time()
+
+    def on(node, status, error=None, at=now):
+        r = RequestRecord(method="POST", endpoint="/api/chat", client="c", model="m", backend="ollama", status=status)
+        r.node, r.error, r.started_wall = node, error, at
+        return r
+
+    try:
+        for sink, batch in ((NodeStatsSink(), [on("pg-a", 200), on("pg-a", 502, "refused", now - 1)]),
+                            (NodeStatsSink(), [on("pg-a", 500, "newest", now), on("pg-b", 200)])):
+            with factory.begin() as session:
+                sink.write(session, batch)
+        with factory() as session:
+            totals = node_totals(session)
+        assert (totals["pg-a"]["requests"], totals["pg-a"]["errors"], totals["pg-a"]["last_error"]) == (3, 2, "newest")
+        assert totals["pg-b"]["requests"] == 1
+    finally:
+        engine.dispose()
