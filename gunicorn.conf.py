@@ -41,6 +41,16 @@ def on_starting(server):
     os.environ["INTELLIPROXY_MIGRATED"] = load_settings()["DATABASE_URL"]
 
 
+def when_ready(server):
+    """Tell whoever started us where to click, then whether Ollama answered: probed by a child process
+    (app.startup, at most ~1.5 s), so no worker waits for it."""
+    from app.config import load_settings
+    from app.startup import urls_line
+
+    server.log.info("%s", urls_line(load_settings()))
+    subprocess.Popen([sys.executable, "-m", "app.startup"], cwd=os.path.dirname(os.path.abspath(__file__)))
+
+
 def worker_exit(server, worker):
     """Write the request records still queued in memory before the worker goes away."""
     services = getattr(getattr(worker, "wsgi", None), "services", None)
