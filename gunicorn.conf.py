@@ -12,8 +12,8 @@ _host = os.environ.get("HOST", "0.0.0.0")
 _host = f"[{_host}]" if ":" in _host and not _host.startswith("[") else _host
 
 bind = [f"{_host}:{os.environ.get('PROXY_PORT', '9998')}", f"{_host}:{os.environ.get('DASHBOARD_PORT', '9999')}"]
-# gevent_pywsgi: gunicorn's gevent worker on gevent's own HTTP server. Measured with ../shared/bench S2:
-# 164 µs of server CPU per proxied request against 246 µs with the plain "gevent" worker.
+# gevent_pywsgi: gunicorn's gevent worker on gevent's own HTTP server. Measured in development: 164 µs of
+# server CPU per proxied request against 246 µs with the plain "gevent" worker.
 # Streams need an async worker either way: one greenlet per connection.
 worker_class = "gevent_pywsgi"
 # Default: half the cores, at least one. The proxy usually shares its host with Ollama, which needs the CPU more,
