@@ -427,3 +427,23 @@ def test_no_console_error_on_any_page_or_form_save(page, server, ollama_a, airll
 
     page.goto(f"{dash}/log")
     _save(page, page.get_by_role("button", name="Clear log"))
+
+
+def test_environment_notice_applies_the_environment_value_in_one_click(page, tmp_path, ollama_a, ollama_b, airllm):
+    """Started once with ollama_a, again with OLLAMA_HOST naming ollama_b: the notice, one click, ollama_b."""
+    process = ProxyProcess(tmp_path / "drift.db", env=_env(ollama_a, airllm)).start()
+    try:
+        process.stop()
+        process.extra_env["OLLAMA_HOST"] = f"127.0.0.1:{ollama_b.port}"
+        process.start()
+        page.goto(f"{process.dashboard_url}/connections")
+        notice = page.get_by_role("region", name="The environment names other settings")
+        expect(notice).to_contain_text(f"OLLAMA_HOST names 127.0.0.1:{ollama_b.port}; in use: 127.0.0.1:{ollama_a.port}")
+        expect(page.get_by_label("Ollama port")).to_have_value(str(ollama_a.port))
+        shot(page, "connections-environment-notice")
+        page.get_by_role("button", name="Use the environment's value for the Ollama target").click()
+        expect(page).to_have_url(f"{process.dashboard_url}/connections")
+        expect(page.get_by_label("Ollama port")).to_have_value(str(ollama_b.port))
+        expect(notice).to_have_count(0)
+    finally:
+        process.stop()
