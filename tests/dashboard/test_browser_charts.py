@@ -46,7 +46,8 @@ READ_AXES = """() => window.__plots.filter((u) => u.root.isConnected).map((u) =>
   const ratio = window.devicePixelRatio || 1;
   return {
     chart: u.root.parentNode.dataset.chart,
-    plot: { left: over.left - box.left, right: box.right - over.right, width: over.width },
+    plot: { left: over.left - box.left, right: box.right - over.right, width: over.width, top: over.top,
+            row: u.root.closest("figure").getBoundingClientRect().top },
     axes: u.axes.map((axis, i) => {
       if (!axis.show || !axis._values) { return null; }
       u.ctx.font = axis.font[0];
@@ -152,6 +153,10 @@ def test_chart_ticks_are_unique_readable_and_aligned_at_every_width(page, server
         plots = {(round(c["plot"]["left"]), round(c["plot"]["right"])) for c in charts}
         if len(plots) != 1:
             problems.append(f"plot areas differ (left, right margins): {plots}")
+        for row in {round(c["plot"]["row"]) for c in charts}:  # charts side by side: plots start at one height
+            tops = {round(c["plot"]["top"]) for c in charts if round(c["plot"]["row"]) == row}
+            if len(tops) != 1:
+                problems.append(f"charts in one row have their plots at different heights: {sorted(tops)}")
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.locator("#charts").screenshot(path=str(SHOTS / f"statistics-charts-{range_name}-{width}.png"),
                                            caret="initial")
