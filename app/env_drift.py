@@ -43,7 +43,7 @@ class Drift:
 
     def describe(self) -> str:
         """The start-up log line."""
-        return (f"the environment ({', '.join(self.variables)}) names the {self.label} {self.env_text}, but the "
+        return (f"The environment ({', '.join(self.variables)}) names the {self.label} {self.env_text}, but the "
                 f"stored {self.stored_text} is in use: the environment only seeds an empty database. To switch, press "
                 f"\"Use the environment's value\" on the dashboard's Overview or Connections page")
 

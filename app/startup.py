@@ -1,8 +1,10 @@
 """What a person who starts the proxy is told: where to click, and whether Ollama answered.
 
 gunicorn.conf.py's `when_ready` logs `urls_line()` from the master and starts `python -m app.startup` beside it,
-which probes the stored Ollama target once (within health.PROBE_TIMEOUT) and logs the answer in /health's words.
-No worker waits for it, and the master imports nothing heavy for it.
+which logs one line per environment value the stored config does not use (app.env_drift), then probes the stored
+Ollama target once (within health.PROBE_TIMEOUT) and logs the answer in /health's words. It runs once per start
+(the Docker entrypoint's extra migration run says nothing), no worker waits for it, and the master imports nothing
+heavy for it.
 """
 from __future__ import annotations
 
@@ -37,11 +39,12 @@ def ollama_line(report: dict) -> str:
 
 
 def main() -> None:
-    """Probe the stored Ollama target once and log what happened; never fails the start."""
+    """Report environment drift, probe the stored Ollama target once, log what happened; never fails the start."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATE)
     from .config import load_settings
     from .config_store import load_routing_table
     from .db import make_engine, make_session_factory
+    from .env_drift import drift
     from .health import PROBE_TIMEOUT, probe_backend
     from .proxy.upstream import UpstreamClient
 
@@ -49,13 +52,15 @@ def main() -> None:
     engine = make_engine(settings["DATABASE_URL"])
     try:
         with make_session_factory(engine)() as session:
-            target = load_routing_table(session).ollama
+            table = load_routing_table(session)
     except Exception as exc:  # the workers report database trouble themselves; this line is only a courtesy
         log.warning("Ollama not probed: cannot read the stored target (%s)", exc)
         return
     finally:
         engine.dispose()
-    report = probe_backend(UpstreamClient(connect_timeout=PROBE_TIMEOUT), target, PROBE_TIMEOUT)
+    for item in drift(settings, table):
+        log.warning("%s", item.describe())
+    report = probe_backend(UpstreamClient(connect_timeout=PROBE_TIMEOUT), table.ollama, PROBE_TIMEOUT)
     (log.info if report["reachable"] else log.warning)("%s", ollama_line(report))
 
 

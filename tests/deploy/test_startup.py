@@ -14,7 +14,7 @@ from tests.conftest import wait_for_config_propagation
 from tests.support.fake_ollama import FakeOllama
 from tests.support.proxy_process import ProxyProcess, free_port
 
-DRIFT = ("the environment (OLLAMA_HOST) names the Ollama target 127.0.0.1:{new}, but the stored 127.0.0.1:{old} is "
+DRIFT = ("The environment (OLLAMA_HOST) names the Ollama target 127.0.0.1:{new}, but the stored 127.0.0.1:{old} is "
          "in use: the environment only seeds an empty database.")
 
 
@@ -81,13 +81,13 @@ def test_restart_with_another_ollama_host_is_logged_and_offered_on_the_dashboard
     process = ProxyProcess(tmp_path / "drift.db", env={"OLLAMA_HOST": f"127.0.0.1:{ollama_a.port}"}).start()
     try:
         first = wait_for_log(process, "Ollama answered at")
-        assert "the environment (" not in first  # a first start seeds; nothing to report
+        assert "The environment (" not in first  # a first start seeds; nothing to report
 
         since = process.log_path.stat().st_size
         process.extra_env["OLLAMA_HOST"] = f"127.0.0.1:{ollama_b.port}"
         process.restart()
         log = wait_for_log(process, DRIFT.format(new=ollama_b.port, old=ollama_a.port), since)
-        assert log.count("the environment (") == 1  # one line, from the one migration run
+        assert log.count("The environment (") == 1  # one line per start (app.startup), not one per migration run
         with requests.Session() as browser:
             page = browser.get(f"{process.dashboard_url}/connections", timeout=5).text
             assert "The environment names other settings" in page
@@ -110,6 +110,6 @@ def test_restart_with_another_ollama_host_is_logged_and_offered_on_the_dashboard
 
         since = process.log_path.stat().st_size
         process.restart()  # environment and database agree now
-        assert "the environment (" not in wait_for_log(process, "Ollama answered at", since)
+        assert "The environment (" not in wait_for_log(process, "Ollama answered at", since)
     finally:
         process.stop()

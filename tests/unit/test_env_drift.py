@@ -26,7 +26,7 @@ def test_ollama_host_differs_and_is_worded_for_the_log():
     assert dict(item.env) == {"host": "gpu-box", "port": 11434}
     assert (item.env_text, item.stored_text) == ("gpu-box:11434", "127.0.0.1:11434")
     assert item.describe() == (
-        "the environment (OLLAMA_HOST) names the Ollama target gpu-box:11434, but the stored 127.0.0.1:11434 is in "
+        "The environment (OLLAMA_HOST) names the Ollama target gpu-box:11434, but the stored 127.0.0.1:11434 is in "
         "use: the environment only seeds an empty database. To switch, press \"Use the environment's value\" on the "
         "dashboard's Overview or Connections page")
 
