@@ -17,6 +17,11 @@ APP_VERSION = "1.0.0"
 PROBE_TIMEOUT = 1.5  # seconds to connect and to answer, per request to a backend
 
 
+def backend_error(url: str, reason: str, connected: bool = False) -> str:
+    """The one wording of a failed probe, for /health and the dashboard alike."""
+    return f"{'no valid answer from' if connected else 'cannot connect to'} {url}: {reason}"
+
+
 def probe_backend(client: UpstreamClient, backend: Backend, timeout: float = PROBE_TIMEOUT,
                   details_path: str | None = None) -> dict:
     """GET /api/version (and optionally a JSON details path such as the AirLLM server's /health); never raises."""
@@ -25,8 +30,7 @@ def probe_backend(client: UpstreamClient, backend: Backend, timeout: float = PRO
     try:
         status, body = _get(client, backend, "/api/version", timeout)
     except UpstreamError as exc:
-        verb = "cannot connect to" if exc.kind == "connect" else "no valid answer from"
-        result["error"] = f"{verb} {backend.url}: {exc.message}"
+        result["error"] = backend_error(backend.url, exc.message, connected=exc.kind != "connect")
         return result
     result["rtt_ms"] = round((time.perf_counter() - started) * 1000, 2)
     if status != 200 or not isinstance(body, dict):

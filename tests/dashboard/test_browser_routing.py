@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from tests.dashboard.test_browser import SHOTS, browser, page  # noqa: F401  (the browser and page fixtures)
+from tests.dashboard.test_browser import SHOTS, browser, console, page  # noqa: F401  (the browser fixtures)
 from tests.intelli.conftest import REALISTIC_MODELS, faulty_ollama, set_faults
 from tests.support.proxy_process import ProxyProcess, free_port
 

@@ -368,3 +368,13 @@ def test_deploying_doc_names_only_files_that_exist():
     for name in named:
         path = ROOT / name if "/" in name or not name.endswith(".md") or name.startswith("docs") else ROOT / "docs" / name
         assert path.exists(), name
+
+
+def test_user_facing_files_point_only_inside_the_repository():
+    """A clone has no ../shared (the benchmark the README runs is scripts/bench.py)."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    files = [name for name in tracked if name.endswith(".md") or name.startswith(("scripts/", "docs/", "deploy/"))
+             or name in (".env.example", "run.sh", "test.sh", "gunicorn.conf.py", "docker-compose.yml")]
+    assert "README.md" in files and "scripts/bench.py" in files
+    assert [name for name in files if "../shared" in (ROOT / name).read_text(errors="replace")] == []
+    assert ".venv/bin/python scripts/bench.py" in (ROOT / "README.md").read_text()
