@@ -5,7 +5,9 @@ Access:
   login form (browsers) or `Authorization: Bearer <ADMIN_TOKEN>` (scripts). `/health`, `/login` and `/static/`
   stay open (Docker/Kubernetes probes, the login page and its CSS).
 - ADMIN_TOKEN unset: only loopback clients are served, and only under a loopback Host name (so a DNS-rebinding
-  page in the operator's browser cannot talk to it either). Every page says so.
+  page in the operator's browser cannot talk to it either). Every page says so. A request that carries
+  X-Forwarded-For or Forwarded while TRUSTED_PROXY_HOPS is 0 is refused too: it came through a reverse proxy
+  (nginx on the same host connects from loopback), so every client behind that proxy would look local.
 
 CSRF, for POST/PUT/PATCH/DELETE:
 - A request authenticated by the Bearer header needs no token: browsers never add that header on their own.
@@ -141,14 +143,21 @@ def host_is_loopback(host: str) -> bool:
     return name in LOOPBACK_NAMES or is_loopback(name)
 
 
+def forwarded_by_untrusted_proxy(headers, trusted_hops: int) -> bool:
+    """A reverse proxy's headers on a request whose sender we cannot see past (no hops are trusted)."""
+    return trusted_hops <= 0 and ("X-Forwarded-For" in headers or "Forwarded" in headers)
+
+
 def _guard():
     """Runs before every request of the dashboard port."""
     g.auth_via = None
     if request.endpoint == "health":
         return None
     if not admin_token_set():
+        if forwarded_by_untrusted_proxy(request.headers, current_app.config.get("TRUSTED_PROXY_HOPS", 0)):
+            return _refuse(FORWARDED_REFUSAL)
         if not is_loopback(request.remote_addr) or not host_is_loopback(request.host):
-            return _refuse_remote()
+            return _refuse(REMOTE_REFUSAL)
         g.auth_via = "loopback"
     else:
         outcome = _authenticate()
@@ -202,9 +211,16 @@ def _ask_to_sign_in() -> Response:
     return _unauthorized_json("sign-in required: send Authorization: Bearer <ADMIN_TOKEN>")
 
 
-def _refuse_remote() -> Response:
-    message = ("This dashboard answers only clients on this machine (loopback), because ADMIN_TOKEN is not set. "
-               "Set ADMIN_TOKEN to open it to other machines, or use an SSH tunnel.")
+REMOTE_REFUSAL = ("This dashboard answers only clients on this machine (loopback), because ADMIN_TOKEN is not "
+                  "set. Set ADMIN_TOKEN to open it to other machines, or use an SSH tunnel.")
+FORWARDED_REFUSAL = ("This request came through a reverse proxy (it carries X-Forwarded-For or Forwarded), but "
+                     "ADMIN_TOKEN is not set and TRUSTED_PROXY_HOPS is 0, so every client behind that proxy would "
+                     "look like this machine. Set ADMIN_TOKEN, or set TRUSTED_PROXY_HOPS to the number of proxies "
+                     "in front of the dashboard so the real client address is checked.")
+
+
+def _refuse(message: str) -> Response:
+    """403 with the reason, as a page for browsers and JSON for scripts."""
     if wants_html():
         response = make_response(render_template("dashboard/refused.html", message=message), 403)
     else:

@@ -93,6 +93,42 @@ def test_health_stays_open(client):
     assert client.get("/health", environ_base={"REMOTE_ADDR": "10.0.0.7"}).status_code == 200
 
 
+@pytest.mark.parametrize("header", [{"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+                                    {"X-Forwarded-For": "127.0.0.1"}])
+def test_requests_through_an_untrusted_reverse_proxy_are_refused_without_admin_token(client, header):
+    """nginx on the same host connects from loopback: with TRUSTED_PROXY_HOPS=0 its clients would all look local."""
+    response = client.get("/config/airllm", headers={"Host": "localhost", **header})
+    assert response.status_code == 403
+    message = response.get_json()["error"]
+    assert "ADMIN_TOKEN" in message and "TRUSTED_PROXY_HOPS" in message
+    page = client.get("/connections", headers={"Accept": "text/html", **header})
+    assert page.status_code == 403 and b"TRUSTED_PROXY_HOPS" in page.data
+    assert client.get("/health", headers=header).status_code == 200
+
+
+def test_forwarded_headers_are_judged_by_the_trusted_hops_and_the_token(tmp_path):
+    """With hops set, TrustedProxyFix takes the client from the header (a remote one is refused as remote); with
+    ADMIN_TOKEN set, the token decides."""
+    assert security.forwarded_by_untrusted_proxy({"X-Forwarded-For": "10.0.0.1"}, 0)
+    assert not security.forwarded_by_untrusted_proxy({"X-Forwarded-For": "10.0.0.1"}, 1)
+    assert not security.forwarded_by_untrusted_proxy({}, 0)
+    from werkzeug.test import Client
+
+    from app.factory import create_app
+
+    dispatcher = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'hops.db'}", "TRUSTED_PROXY_HOPS": 1,
+                             "TELEMETRY_FLUSH_SECONDS": 3600.0, "CONFIG_POLL_SECONDS": 3600.0})
+    try:
+        client = Client(dispatcher.dashboard_app)  # TrustedProxyFix in front, as gunicorn serves it
+        nginx = {"REMOTE_ADDR": "127.0.0.1"}  # the proxy connects from loopback, an address it trusts
+        local = client.get("/config/airllm", headers={"X-Forwarded-For": "127.0.0.1"}, environ_base=nginx)
+        remote = client.get("/config/airllm", headers={"X-Forwarded-For": "203.0.113.9"}, environ_base=nginx)
+        assert local.status_code == 200, local.get_data(as_text=True)
+        assert remote.status_code == 403 and "only clients on this machine" in remote.get_json()["error"]
+    finally:
+        close_app(dispatcher)
+
+
 def test_loopback_scripts_post_json_without_csrf(client, services):
     """The config API's existing callers: JSON from a script on the same machine, no session, no token."""
     response = client.post("/config/ollama", json={"host": "10.1.1.1", "port": 11500})
@@ -211,6 +247,11 @@ def test_signed_in_session_posts_with_csrf_and_bearer_skips_it(locked):
     script = locked.test_client()  # no session at all: the Bearer header alone
     response = script.post("/connections/ollama", data={"host": "b", "port": "6"}, headers=bearer())
     assert response.status_code == 200 and b"Saved." in response.data
+
+
+def test_forwarded_requests_are_served_with_the_admin_token(locked):
+    response = locked.test_client().get("/config/airllm", headers={"X-Forwarded-For": "203.0.113.9", **bearer()})
+    assert response.status_code == 200
 
 
 def test_remote_clients_may_use_the_dashboard_with_the_token(locked):

@@ -329,3 +329,22 @@ def test_dashboard_same_origin_check_passes_through_nginx(behind_nginx, upstream
     response = requests.post(f"{nginx.dashboard_url}/config/ollama", json=target, timeout=10,
                              headers={"Origin": "http://evil.example"})
     assert response.status_code == 403
+
+
+@pytest.fixture(scope="module")
+def nginx_without_trusted_hops(tmp_path_factory, proxy):
+    """The shipped nginx in front of the session server: TRUSTED_PROXY_HOPS=0 and no ADMIN_TOKEN (the defaults)."""
+    nginx = NginxProcess(tmp_path_factory.mktemp("nginx-hops-0"), f"127.0.0.1:{proxy.proxy_port}",
+                         f"127.0.0.1:{proxy.dashboard_port}").start()
+    yield nginx
+    nginx.stop()
+
+
+def test_dashboard_behind_nginx_without_trusted_hops_or_token_is_refused(nginx_without_trusted_hops, proxy):
+    """nginx on the same host connects from loopback; without this check every client of it would be admin."""
+    response = requests.get(f"{nginx_without_trusted_hops.dashboard_url}/config/airllm", timeout=10,
+                            headers={"Host": "localhost"})
+    assert response.status_code == 403
+    assert "ADMIN_TOKEN" in response.json()["error"] and "TRUSTED_PROXY_HOPS" in response.json()["error"]
+    assert requests.get(f"{nginx_without_trusted_hops.dashboard_url}/health", timeout=10).status_code == 200
+    assert requests.get(f"{proxy.dashboard_url}/config/airllm", timeout=10).status_code == 200  # straight: local
