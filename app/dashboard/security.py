@@ -9,6 +9,10 @@ Access:
   X-Forwarded-For or Forwarded while TRUSTED_PROXY_HOPS is 0 is refused too: it came through a reverse proxy
   (nginx on the same host connects from loopback), so every client behind that proxy would look local.
 
+Guessing: wrong tokens (Bearer header or login form) count per client address; after 10 a minute that address
+gets 429 with Retry-After, even with the right token, until the oldest failure is a minute old (app.auth_throttle,
+per worker). Session cookies are signed, so requests carrying one are never throttled.
+
 CSRF, for POST/PUT/PATCH/DELETE:
 - A request authenticated by the Bearer header needs no token: browsers never add that header on their own.
 - A request with a JSON body (`Content-Type: application/json`) needs no token: a cross-site page cannot send
@@ -33,6 +37,8 @@ from urllib.parse import urlsplit
 from flask import (Flask, Response, current_app, g, jsonify, make_response, redirect, render_template, request,
                    session, url_for)
 from flask.sessions import SecureCookieSessionInterface
+
+from ..auth_throttle import FailureThrottle
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPEN_ENDPOINTS = frozenset({"static", "health", "auth.login"})
@@ -72,6 +78,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
+    app.extensions["auth_throttle"] = FailureThrottle()
     app.before_request(_guard)
     app.after_request(_add_headers)
 
@@ -114,6 +121,31 @@ def sign_in() -> None:
 
 def sign_out() -> None:
     session.clear()
+
+
+def retry_after_failures() -> int | None:
+    """Seconds this client must wait after too many wrong admin tokens, or None when it may try now."""
+    return current_app.extensions["auth_throttle"].retry_after(request.remote_addr or "")
+
+
+def count_failure() -> None:
+    current_app.extensions["auth_throttle"].failed(request.remote_addr or "")
+
+
+def failure_limit_message(seconds: int) -> str:
+    return current_app.extensions["auth_throttle"].message(seconds)
+
+
+def too_many_failures(seconds: int) -> Response:
+    """429 with Retry-After: a page for browsers, JSON for scripts."""
+    message = failure_limit_message(seconds)
+    if wants_html():
+        response = make_response(render_template("dashboard/refused.html", message=message), 429)
+    else:
+        response = jsonify({"error": message})
+        response.status_code = 429
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 def failed_login_pause() -> None:
@@ -172,12 +204,17 @@ def _guard():
 
 
 def _authenticate() -> str | Response | None:
-    """'bearer' or 'session' when authenticated; None when not; a 401 for a wrong Bearer token."""
+    """'bearer' or 'session' when authenticated; None when not; a 401 for a wrong Bearer token (429 after
+    too many)."""
     header = request.headers.get("Authorization", "")
     if header:
+        wait = retry_after_failures()
+        if wait is not None:
+            return too_many_failures(wait)
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and check_admin_token(token.strip()):
             return "bearer"
+        count_failure()
         return _unauthorized_json("invalid admin token")
     stored = session.get("auth")
     if stored and hmac.compare_digest(stored, _token_fingerprint(current_app.config["ADMIN_TOKEN"])):

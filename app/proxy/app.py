@@ -13,6 +13,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
+from ..auth_throttle import FailureThrottle
 from ..routing import AIRLLM, OLLAMA_FALLBACK, Backend, choose_backends
 from ..telemetry.records import RequestRecord
 from .catalog import LISTS, decode_list, merge_model_lists
@@ -60,26 +61,39 @@ class ProxyApp:
         self.resolver = resolver  # the virtual model and fallback chains (app.intelli), if configured
         self.max_body = int(settings["MAX_REQUEST_MB"] * 1024 * 1024)
         self.api_keys = tuple(settings["PROXY_API_KEYS"])
+        self.auth_failures = FailureThrottle()  # per worker: wrong API keys per client address
         self.store_prompts = settings["STORE_PROMPTS"]
 
     def __call__(self, environ, start_response):
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO") or "/"
-        if self.api_keys and path not in OPEN_PATHS and not self._authorized(environ):
-            return error_response(start_response, path, 401, "unauthorized: missing or invalid API key",
-                                  [("WWW-Authenticate", 'Bearer realm="IntelliProxy"')])
+        if self.api_keys and path not in OPEN_PATHS:
+            refusal = self._authorized(environ)
+            if refusal is not None:
+                return error_response(start_response, path, *refusal)
         if path == "/health" and method in ("GET", "HEAD"):
             return json_response(start_response, 200, self.health.report())
         if method == "GET" and path in LISTS and self._needs_merge():
             return self._merged_list(environ, start_response, path)
         return self._relay(environ, start_response, method, path)
 
-    def _authorized(self, environ) -> bool:
+    def _authorized(self, environ) -> tuple[int, str, list] | None:
+        """None for a valid API key; else the refusal's (status, message, headers): 401, or 429 once the client's
+        address has failed too often (app.auth_throttle; a missing key is not counted as a guess)."""
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        unauthorized = (401, "unauthorized: missing or invalid API key",
+                        [("WWW-Authenticate", 'Bearer realm="IntelliProxy"')])
         if scheme.lower() != "bearer" or not token:
-            return False
+            return unauthorized
+        address = client_address(environ)
+        wait = self.auth_failures.retry_after(address)
+        if wait is not None:
+            return 429, self.auth_failures.message(wait), [("Retry-After", str(wait))]
         token = token.strip().encode()
-        return any(hmac.compare_digest(token, key.encode()) for key in self.api_keys)
+        if any(hmac.compare_digest(token, key.encode()) for key in self.api_keys):
+            return None
+        self.auth_failures.failed(address)
+        return unauthorized
 
     def _needs_merge(self) -> bool:
         return self.watcher.table.airllm_enabled or (self.resolver is not None and self.resolver.lists_models)

@@ -34,6 +34,12 @@ def signed_in(app):
         return client, session["csrf"]
 
 
+def client_at(app, address: str):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
 def bearer(token=TOKEN):
     return {"Authorization": f"Bearer {token}"}
 
@@ -252,6 +258,33 @@ def test_signed_in_session_posts_with_csrf_and_bearer_skips_it(locked):
 def test_forwarded_requests_are_served_with_the_admin_token(locked):
     response = locked.test_client().get("/config/airllm", headers={"X-Forwarded-For": "203.0.113.9", **bearer()})
     assert response.status_code == 200
+
+
+def test_bearer_guessing_is_throttled_per_address(locked):
+    guesser = client_at(locked, "198.51.100.7")
+    signed, _ = signed_in(locked)  # a session from the same address, signed in before the guessing
+    signed.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    for attempt in range(10):
+        assert guesser.get("/stats", headers=bearer(f"guess-{attempt}")).status_code == 401
+    for headers in (bearer("guess-10"), bearer()):  # refused before the comparison, the right token too
+        refused = guesser.get("/stats", headers=headers)
+        assert refused.status_code == 429 and "too many failed authentication" in refused.get_json()["error"]
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    other = client_at(locked, "198.51.100.8")
+    assert other.get("/stats", headers=bearer()).status_code == 200
+    assert signed.get("/stats").status_code == 200  # a signed cookie is no guess
+    page = guesser.get("/stats", headers={"Accept": "text/html", **bearer()})
+    assert page.status_code == 429 and b"too many failed authentication" in page.data
+
+
+def test_login_form_guessing_is_throttled_per_address(locked):
+    client = client_at(locked, "198.51.100.9")
+    csrf = login_csrf(client)
+    for attempt in range(10):
+        assert client.post("/login", data={"token": f"guess-{attempt}", "csrf_token": csrf}).status_code == 401
+    refused = client.post("/login", data={"token": TOKEN, "csrf_token": csrf})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert b"too many failed authentication" in refused.data and b'name="token"' in refused.data
 
 
 def test_remote_clients_may_use_the_dashboard_with_the_token(locked):

@@ -16,33 +16,15 @@ import time
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
 
 from tests.deploy.nginx_process import NGINX, NGINX_CONF, SKIP_REASON, NginxProcess, render
 from tests.support.fake_ollama import FakeOllama
 from tests.support.proxy_process import ProxyProcess
+from tests.support.source_address import client_from
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason=SKIP_REASON)
 
 BLOB_MB = 150  # above nginx's client_max_body_size (100m) and the app's MAX_REQUEST_MB (1 here)
-
-
-class SourceAddressAdapter(HTTPAdapter):
-    """Connect from a chosen loopback address (127.0.0.0/8 is all local), so nginx sees a distinct client."""
-
-    def __init__(self, source: str, **kwargs):
-        self.source = source
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.source, 0)
-        super().init_poolmanager(*args, **kwargs)
-
-
-def client_from(source: str) -> requests.Session:
-    session = requests.Session()
-    session.mount("http://", SourceAddressAdapter(source))
-    return session
 
 
 class GeneratedBody:
