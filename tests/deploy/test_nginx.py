@@ -13,6 +13,7 @@ import random
 import socket
 import sqlite3
 import time
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -21,6 +22,7 @@ from tests.deploy.nginx_process import NGINX, NGINX_CONF, SKIP_REASON, NginxProc
 from tests.support.fake_ollama import FakeOllama
 from tests.support.proxy_process import ProxyProcess
 from tests.support.source_address import client_from
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason=SKIP_REASON)
 
@@ -60,36 +62,24 @@ class GeneratedBody:
         return "sha256:" + digest.hexdigest()
 
 
-def log_rows_after(db_path, last_id: int, endpoint: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
-    """request_log rows newer than `last_id` for `endpoint`, once `count` of them were flushed."""
-    deadline = time.monotonic() + timeout
-    while True:
+def log_rows_since(db_path, since: float, endpoint: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
+    """request_log rows for `endpoint` of requests that started at `since` (Unix time) or later, once `count` of
+    them were flushed. The start time tells them apart from earlier requests whose records are still queued."""
+    def rows() -> list[dict]:
         with sqlite3.connect(db_path, timeout=5) as db:
             db.row_factory = sqlite3.Row
-            rows = [dict(r) for r in db.execute(
-                "SELECT id, client, endpoint, status FROM request_log WHERE id > ? AND endpoint = ? ORDER BY id",
-                (last_id, endpoint))]
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.1)
+            found = [dict(r) for r in db.execute(
+                "SELECT id, client, endpoint, status, created_at FROM request_log WHERE endpoint = ? ORDER BY id",
+                (endpoint,))]
+        return [r for r in found if _unix_time(r["created_at"]) >= since]
+
+    return wait_until(lambda: (lambda found: found if len(found) >= count else None)(rows()), timeout,
+                      f"{count} request_log rows for {endpoint}")
 
 
-def last_log_id(db_path, quiet_for: float = 0.6) -> int:
-    """The newest request_log id once it stayed the same for `quiet_for` seconds (three flush periods of the
-    server under test), so records of earlier requests still queued in a worker are not taken for new ones."""
-    def newest() -> int:
-        with sqlite3.connect(db_path, timeout=5) as db:
-            return db.execute("SELECT COALESCE(MAX(id), 0) FROM request_log").fetchone()[0]
-
-    deadline = time.monotonic() + 10
-    seen = newest()
-    while time.monotonic() < deadline:
-        time.sleep(quiet_for)
-        now = newest()
-        if now == seen:
-            return now
-        seen = now
-    return seen
+def _unix_time(stored: str) -> float:
+    """created_at as SQLite holds it (UTC, without the offset) as Unix time."""
+    return datetime.fromisoformat(stored).replace(tzinfo=timezone.utc).timestamp()
 
 
 @pytest.fixture(scope="module")
@@ -234,12 +224,12 @@ def test_connections_to_gunicorn_are_kept_alive(behind_nginx):
 
 def logged_client(db_path, url: str, source: str, forwarded_for: str | None = None) -> list[tuple[str, int]]:
     """Send one generate request from `source` to `url`; (client, status) of the request_log rows it made."""
-    last = last_log_id(db_path)
+    since = time.time()
     headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
     response = client_from(source).post(f"{url}/api/generate", timeout=30, headers=headers,
                                         json={"model": "llama3.2:1b", "prompt": "hi", "stream": False})
     assert response.status_code == 200
-    return [(r["client"], r["status"]) for r in log_rows_after(db_path, last, "/api/generate")]
+    return [(r["client"], r["status"]) for r in log_rows_since(db_path, since, "/api/generate")]
 
 
 def test_request_log_records_the_client_address_nginx_saw(behind_nginx):
@@ -280,10 +270,11 @@ def test_online_backup_of_the_live_database(behind_nginx, tmp_path):
     import sys
 
     app, nginx = behind_nginx
+    since = time.time()
     for _ in range(3):
         requests.post(f"{nginx.api_url}/api/generate", timeout=30,
                       json={"model": "llama3.2:1b", "prompt": "hi", "stream": False})
-    rows = log_rows_after(app.db_path, 0, "/api/generate", count=3)
+    rows = log_rows_since(app.db_path, since, "/api/generate", count=3)
     dest = tmp_path / "backup" / "intelliproxy.db"
     script = str(NGINX_CONF.parent / "sqlite_backup.py")
     # The database comes from DATABASE_URL, as in the container.
