@@ -170,6 +170,18 @@ def test_large_blob_upload_passes_and_arrives_intact(behind_nginx, upstream):
     print(f"\n{BLOB_MB} MiB blob through nginx + gunicorn in {elapsed:.2f} s")
 
 
+def test_the_blob_location_forwards_the_client_address_too(behind_nginx):
+    """/api/blobs/ has its own location block: it must inherit the forwarding headers like `/`."""
+    app, nginx = behind_nginx
+    body = b"a small blob"
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    since = time.time()
+    response = client_from("127.0.0.6").post(f"{nginx.api_url}/api/blobs/{digest}", data=body, timeout=30)
+    assert response.status_code in (200, 201), response.text
+    rows = log_rows_since(app.db_path, since, f"/api/blobs/{digest}")
+    assert [(r["client"], r["status"]) for r in rows] == [("127.0.0.6", response.status_code)]
+
+
 def test_other_bodies_keep_their_limits(behind_nginx):
     _, nginx = behind_nginx
     # Over the app's MAX_REQUEST_MB (1 here): nginx lets it through, the app answers 413 in the API's shape.
