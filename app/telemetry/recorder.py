@@ -67,6 +67,10 @@ def write_isolating(write: Callable[[list], None], records: list) -> tuple[list,
     return written, failed, None
 
 
+def _call(fn, *args):
+    return fn(*args)
+
+
 class Recorder:
     def __init__(self, session_factory: sessionmaker, sinks: list[Sink], flush_seconds: float = 1.0):
         self._factory = session_factory
@@ -89,8 +93,9 @@ class Recorder:
             self._dropped[OVERFLOW] += 1  # the deque drops its oldest record now
         self._pending.append(record)
 
-    def flush(self) -> int:
-        """Write everything pending now; returns how many records were written.
+    def flush(self, offload: bool = True) -> int:
+        """Write everything pending now; returns how many records were written. `offload=False` writes on the
+        calling greenlet (the worker's exit, where gevent's hub may already be stopping).
 
         Listeners see each record exactly once, when it is first taken from the queue (on the caller's
         greenlet: they touch in-memory state only); records whose write failed wait in `_retry` (the newest
@@ -105,7 +110,8 @@ class Recorder:
                 for callback in self._listeners:
                     callback(record)
             batch, self._retry = self._retry + fresh, []
-            written, failed, error = run_blocking(write_isolating, self._write, batch) if batch else ([], [], None)
+            run = run_blocking if offload else _call
+            written, failed, error = run(write_isolating, self._write, batch) if batch else ([], [], None)
             if error is not None:
                 log.warning("could not write %d request records; will retry: %s", len(batch) - len(written), error)
             done = {id(r) for r in written} | {id(r) for r, _ in failed}
@@ -123,7 +129,7 @@ class Recorder:
             self._retry = retry[-MAX_PENDING:]
             if self._dropped and error is None:
                 counts = dict(self._dropped)
-                if run_blocking(self._count_dropped, counts):
+                if run(self._count_dropped, counts):
                     self._dropped.subtract(counts)  # no I/O from here on: no other greenlet runs meanwhile
                     self._dropped = +self._dropped  # keep only what was dropped while counting
             return len(written)
@@ -153,7 +159,7 @@ class Recorder:
 
     def stop(self) -> None:
         self._stop.set()
-        self.flush()
+        self.flush(offload=False)
 
     def _run(self) -> None:
         while not self._stop.wait(self._flush_seconds):

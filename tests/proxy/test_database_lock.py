@@ -106,3 +106,15 @@ def test_an_exclusive_sqlite_lock_elsewhere_does_not_stall_streams(one_worker):
 def _logged(db_path, endpoint: str) -> int:
     with sqlite3.connect(db_path, timeout=5) as db:
         return db.execute("SELECT COUNT(*) FROM request_log WHERE endpoint = ?", (endpoint,)).fetchone()[0]
+
+
+def test_records_still_queued_are_written_when_the_server_stops(tmp_path, fake_ollama):
+    """worker_exit writes the queue on the worker's own greenlet: gevent's hub may be stopping by then."""
+    server = ProxyProcess(tmp_path / "exit.db", workers=1, env={
+        "OLLAMA_HOST": f"127.0.0.1:{fake_ollama.port}", "TELEMETRY_FLUSH_SECONDS": "3600"}).start()
+    try:
+        for _ in range(3):
+            assert requests.get(f"{server.proxy_url}/api/version", timeout=5).status_code == 200
+    finally:
+        server.stop()  # SIGINT: gunicorn's quick shutdown
+    assert _logged(server.db_path, "/api/version") == 3
