@@ -75,12 +75,17 @@ def apply_change(services, change: Callable[[Session], object]) -> RoutingTable:
     it at once (every other worker and replica follows within a poll). Returns this worker's new table.
 
     Every write to the routing config (targets, flags, IntelliProxyLLM's attributes and fallbacks) goes through
-    here; a ValidationError raised by `change` rolls the transaction back and propagates.
+    here; a ValidationError raised by `change` rolls the transaction back and propagates. The transaction runs
+    in a native thread (app.offload): waiting for another process's write lock must not stop this worker's streams.
     """
-    with services.session_factory.begin() as session:
+    run_blocking(_commit_change, services.session_factory, change)
+    return services.watcher.refresh(force=True)
+
+
+def _commit_change(session_factory: sessionmaker, change: Callable[[Session], object]) -> None:
+    with session_factory.begin() as session:
         change(session)
         _bump(session)
-    return services.watcher.refresh(force=True)
 
 
 def config_as_json(table: RoutingTable) -> dict:

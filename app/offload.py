@@ -8,6 +8,7 @@ scripts, `alembic`) the callers already run in plain threads, so the call simply
 """
 from __future__ import annotations
 
+import contextvars
 import sys
 from typing import Callable, TypeVar
 
@@ -22,9 +23,10 @@ def gevent_active() -> bool:
 
 def run_blocking(fn: Callable[..., T], *args, **kwargs) -> T:
     """`fn(*args, **kwargs)` in a native thread of gevent's hub threadpool when gevent is active; its result or
-    its exception comes back to the caller as if called directly."""
+    its exception comes back to the caller as if called directly. It runs in a copy of the caller's context
+    variables, so code called from a Flask request still sees `current_app`."""
     if not gevent_active():
         return fn(*args, **kwargs)
     import gevent
 
-    return gevent.get_hub().threadpool.apply(fn, args, kwargs)
+    return gevent.get_hub().threadpool.apply(contextvars.copy_context().run, (fn, *args), kwargs)

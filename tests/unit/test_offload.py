@@ -28,7 +28,11 @@ try:
     raised = False
 except ZeroDivisionError:
     raised = True
-print(gevent_active(), worker != main, round(gap, 3), raised)
+import contextvars
+request_var = contextvars.ContextVar("request_var")
+request_var.set("the caller's")
+seen = run_blocking(request_var.get)  # what a Flask request's current_app relies on
+print(gevent_active(), worker != main, round(gap, 3), raised, seen == "the caller's")
 """
 
 
@@ -44,6 +48,6 @@ def test_under_gevent_the_loop_keeps_running_while_the_call_blocks():
     result = subprocess.run([sys.executable, "-c", UNDER_GEVENT], cwd=ROOT, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
-    active, other_thread, gap, raised = result.stdout.split()
-    assert (active, other_thread, raised) == ("True", "True", "True")
+    active, other_thread, gap, raised, context = result.stdout.split()
+    assert (active, other_thread, raised, context) == ("True", "True", "True", "True")
     assert float(gap) < 0.25  # the call blocked its thread for 0.5 s; the greenlet ticked on
