@@ -97,6 +97,52 @@ def test_64_bit_columns_and_a_poison_record_on_postgresql(postgres_url):
         engine.dispose()
 
 
+def test_migration_0004_widens_an_existing_database(postgres_url):
+    """A database made by 0003 (32-bit columns, a row in it) becomes 64-bit, its id sequence too; and back."""
+    from alembic import command
+
+    from app.db import alembic_config
+
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("CREATE DATABASE upgrade_0004"))
+    admin.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/upgrade_0004"
+    cfg = alembic_config(url)
+    engine = create_engine(url)
+
+    def types() -> dict:
+        with engine.connect() as conn:
+            columns = dict(conn.execute(text(
+                "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "
+                "WHERE table_name || '.' || column_name IN ('request_log.eval_duration_ns', 'request_log.id', "
+                "'stats_total.lat_15', 'proxy_config.version')")).all())
+            assert len(columns) == 4
+            columns["request_log_id_seq"] = conn.execute(text(
+                "SELECT data_type FROM information_schema.sequences WHERE sequence_name = 'request_log_id_seq'")
+            ).scalar_one()
+        return columns
+
+    try:
+        command.upgrade(cfg, "0003")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO request_log (created_at, client, method, endpoint, backend, status, "
+                              "duration_ms, streamed, eval_duration_ns) VALUES "
+                              "(now(), 'old', 'POST', '/api/chat', 'ollama', 200, 1.0, false, 2000000000)"))
+        assert set(types().values()) == {"integer"}
+        command.upgrade(cfg, "head")
+        assert set(types().values()) == {"bigint"}
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE request_log SET eval_duration_ns = :ns"), {"ns": FIVE_SECONDS_NS})
+            assert conn.execute(text("SELECT client, eval_duration_ns FROM request_log")).one() == (
+                "old", FIVE_SECONDS_NS)
+            conn.execute(text("UPDATE request_log SET eval_duration_ns = 1"))
+        command.downgrade(cfg, "0003")
+        assert set(types().values()) == {"integer"}
+    finally:
+        engine.dispose()
+
+
 def test_two_replicas_share_config_stats_and_log(tmp_path, postgres_url, fake_ollama):
     env = {"DATABASE_URL": postgres_url, "OLLAMA_HOST": f"127.0.0.1:{fake_ollama.port}", "STORE_PROMPTS": "1"}
     first = ProxyProcess(tmp_path / "a.db", env=env, workers=1)
