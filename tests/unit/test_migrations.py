@@ -26,3 +26,28 @@ def test_migrate_seeds_once_from_the_environment(tmp_path):
     with make_session_factory(make_engine(url))() as session:
         table = load_routing_table(session)
     assert (table.ollama.host, table.ollama.port, table.airllm_enabled) == ("gpu", 7000, False)
+
+
+def test_0004_keeps_sqlite_rows_and_the_auto_increment_id(tmp_path):
+    """The batch rebuild copies every row, and request_log.id stays INTEGER PRIMARY KEY (SQLite's rowid alias)."""
+    import sqlite3
+
+    from alembic import command
+
+    from app.db import alembic_config
+
+    path = tmp_path / "u.db"
+    cfg = alembic_config(f"sqlite:///{path}")
+    command.upgrade(cfg, "0003")
+    insert = ("INSERT INTO request_log (created_at, client, method, endpoint, backend, status, duration_ms, "
+              "streamed, eval_duration_ns) VALUES ('2026-12-01 10:00:00', ?, 'POST', '/api/chat', 'ollama', 200, "
+              "1.0, 0, ?)")
+    with sqlite3.connect(path) as db:
+        db.execute(insert, ("before", 2_000_000_000))
+    command.upgrade(cfg, "head")
+    with sqlite3.connect(path) as db:
+        db.execute(insert, ("after", 5_000_000_000))
+        rows = db.execute("SELECT id, client, eval_duration_ns FROM request_log ORDER BY id").fetchall()
+        declared = {name: kind for _, name, kind, *_ in db.execute("PRAGMA table_info(request_log)")}
+    assert rows == [(1, "before", 2_000_000_000), (2, "after", 5_000_000_000)]
+    assert declared["id"] == "INTEGER" and declared["eval_duration_ns"] == "BIGINT"

@@ -131,3 +131,14 @@ def test_write_isolating_stops_at_a_database_failure():
     written, failed, error = write_isolating(write, [1, 2, 3])
     assert written == [] and failed == [] and isinstance(error, OperationalError)
     assert recorder_module.is_transient(error)
+
+
+def test_records_pushed_out_of_a_full_queue_are_counted(database, monkeypatch):
+    _, factory = database
+    monkeypatch.setattr(recorder_module, "MAX_PENDING", 3)
+    recorder = Recorder(factory, [RequestLogSink(retention=100)])
+    for n in range(5):
+        recorder.submit(record(n))
+    assert recorder.flush() == 3
+    assert [c for c, _ in logged(factory)] == ["c2", "c3", "c4"]  # the newest are kept
+    assert counter(factory, "overflow") == 2 and counter(factory, "unwritable") == 0
