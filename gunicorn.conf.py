@@ -39,6 +39,9 @@ def on_starting(server):
     from app.config import load_settings
 
     os.environ["INTELLIPROXY_MIGRATED"] = load_settings()["DATABASE_URL"]
+    from app.fleet import board
+
+    board.prepare()  # the workers' shared in-flight counters: made before the fork, so every worker sees them
 
 
 def worker_exit(server, worker):
@@ -47,3 +50,7 @@ def worker_exit(server, worker):
     if services is not None:
         services.recorder.stop()
         services.watcher.stop()
+        fleet = services.extras.get("fleet")
+        if fleet is not None:
+            fleet.stop()
+            fleet.board.release_row()

@@ -11,6 +11,7 @@ from .db import make_engine, make_session_factory
 from .health import HealthChecker
 from .migrate import migrate_and_seed
 from .ports import PortDispatcher
+from .fleet.pool import Pool
 from .proxy.app import ProxyApp
 from .proxy.upstream import UpstreamClient
 from .services import Services
@@ -72,7 +73,10 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     from .intelli.setup import build_resolver
 
     resolver = build_resolver(services)
-    proxy_app = ProxyApp(settings, watcher, services.client, recorder, services.health, resolver)
+    pool = Pool(settings, services.client)
+    pool.sync(watcher.table)
+    services.extras["fleet"] = pool
+    proxy_app = ProxyApp(settings, watcher, services.client, recorder, services.health, resolver, pool)
     dashboard_app = LazyDashboard(services)
     watcher.start()
     recorder.start()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -34,6 +34,27 @@ class ProxyConfig(Base):
     airllm_port: Mapped[int] = mapped_column(Integer)
     use_airllm_default: Mapped[bool] = mapped_column(Boolean, default=False)
     version: Mapped[int] = mapped_column(BigInteger, default=1)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OllamaNode(Base):
+    """One Ollama server of the pool. The first one (lowest id) is also the seed's single Ollama target."""
+
+    __tablename__ = "ollama_nodes"
+    __table_args__ = (UniqueConstraint("host", "port", name="uq_ollama_nodes_host_port"),
+                      UniqueConstraint("name", name="uq_ollama_nodes_name"),
+                      UniqueConstraint("slot", name="uq_ollama_nodes_slot"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(253))
+    port: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    vram_gb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    num_parallel: Mapped[int] = mapped_column(Integer, default=1)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    slot: Mapped[int] = mapped_column(Integer)  # index in the routing engine's shared in-flight board, 0..63
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -72,6 +93,9 @@ class RequestLog(Base):
     # IntelliProxyLLM: the model the client asked for (when another one answered) and the request's category.
     requested_model: Mapped[str | None] = mapped_column(String(256), nullable=True)
     category: Mapped[str | None] = mapped_column(String(32), index=True, nullable=True)
+    # The fleet: the Ollama node that answered (its name) and why it was chosen.
+    node: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    route_reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 # -- statistics (app/telemetry/stats.py writes them, app/dashboard and app/metrics.py read them) --------------
@@ -131,6 +155,29 @@ class StatsTotal(StatsCounters, Base):
     backend: Mapped[str] = mapped_column(String(32), primary_key=True)
     first_at: Mapped[float] = mapped_column(Float)  # Unix time
     last_at: Mapped[float] = mapped_column(Float)
+
+
+class StatsNodeMinute(Base):
+    """Requests and errors per minute and Ollama node (the Nodes page's rates; pruned after two days)."""
+
+    __tablename__ = "stats_node_minute"
+
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Unix time of the minute's start
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class StatsNodeTotal(Base):
+    """Requests and errors per Ollama node since the first request, and its last error (Prometheus counters)."""
+
+    __tablename__ = "stats_node_total"
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # Unix time
 
 
 class TelemetryCounter(Base):

@@ -30,6 +30,25 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class NodeConfig:
+    """One Ollama server of the pool, as the operator configured it (the `ollama_nodes` row)."""
+
+    id: int
+    name: str
+    host: str
+    port: int
+    enabled: bool = True
+    vram_gb: float | None = None  # what the operator knows; None: learn what we can from /api/ps
+    num_parallel: int = 1  # the node's OLLAMA_NUM_PARALLEL: concurrent requests per loaded model
+    weight: float = 1.0  # a preference between otherwise equal nodes
+    slot: int = 0  # this node's index in the workers' shared in-flight board (unique, 0..MAX_NODES-1)
+
+    @property
+    def backend(self) -> Backend:
+        return Backend(OLLAMA, self.host, self.port)
+
+
+@dataclass(frozen=True)
 class RoutingTable:
     """An immutable snapshot of the routing config; workers swap whole snapshots, never mutate one."""
 
@@ -39,6 +58,7 @@ class RoutingTable:
     use_airllm_default: bool = False
     model_flags: dict = field(default_factory=dict)  # normalised name -> bool
     version: int = 0
+    nodes: tuple = ()  # NodeConfig of every Ollama node, ordered by id; `ollama` is the first one's address
 
     def uses_airllm(self, model: str | None) -> bool:
         """The seed's rule: the model's own flag, else the global default; never when the service is off."""
@@ -57,3 +77,133 @@ def choose_backends(model: str | None, table: RoutingTable) -> list[tuple[Backen
 def get_model_endpoint(model: str | None, table: RoutingTable) -> str:
     """The seed's helper: the base URL a model's requests go to first."""
     return choose_backends(model, table)[0][0].url
+
+
+# -- the Ollama pool: which node serves a request -----------------------------------------------------------------
+#
+# The rule below is a pure function of a snapshot (NodeState per node, ModelDemand for the model). The proxy
+# builds the snapshot from its probes and the workers' shared in-flight board, and only carries out the Placement.
+
+SEND, WAIT = "send", "wait"
+# A model whose copies are all busy gets a second copy only when at least this many requests wait for it in the
+# proxy *and* loading a copy is expected to be quicker than waiting for a slot (see `place`).
+REPLICATE_AFTER_WAITING = 2
+LOADED, FITS, EVICTS_IDLE, REPLICA = "loaded", "fits", "evicts idle", "replica"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """One node as the rule sees it, for one model."""
+
+    config: NodeConfig
+    up: bool
+    lists_model: bool  # the model is in the node's /api/tags
+    resident: bool  # loaded there (/api/ps) or being loaded by a request the proxy just sent
+    inflight_model: int  # requests for this model in flight there (all workers)
+    inflight_total: int  # requests of any model in flight there
+    free_gb: float | None = None  # vram_gb minus what is resident (None: the operator gave no vram_gb)
+    idle_gb: float = 0.0  # resident models with nothing in flight: what loading the model may evict
+    idle_last_used: float = 0.0  # the most recent use among those idle models (older is cheaper to evict)
+    loading: bool = False  # a load the proxy caused there has not answered yet (Ollama loads one at a time)
+
+    @property
+    def has_free_slot(self) -> bool:
+        return self.inflight_model < self.config.num_parallel
+
+    def busyness(self) -> float:
+        """In-flight requests per unit of weight: the lower, the better the node for one more."""
+        return self.inflight_total / self.config.weight
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDemand:
+    """What the proxy knows of the requested model."""
+
+    key: str  # normalised name
+    size_gb: float | None  # expected VRAM use (from /api/ps once seen loaded, else /api/tags' size)
+    waiting: int = 0  # requests for it waiting in the proxy's line (all workers), this one not included
+    service_s: float = 2.0  # recent mean duration of its requests
+    load_s_per_gb: float = 0.5  # how fast this fleet has loaded models so far
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """SEND to `candidates` in order (the first, then failover), or WAIT in the proxy's line for a free slot."""
+
+    action: str
+    candidates: tuple = ()  # ((NodeConfig, reason), ...)
+    detail: str = ""
+
+
+def _new_copy_kind(node: NodeState, size_gb: float | None) -> str | None:
+    """How a node would take a copy of a model it does not hold: FITS, EVICTS_IDLE, None (only by evicting busy
+    models, or unknown because the operator gave no vram_gb)."""
+    if node.free_gb is None or size_gb is None:
+        return None
+    if size_gb <= node.free_gb:
+        return FITS
+    if size_gb <= node.free_gb + node.idle_gb:
+        return EVICTS_IDLE
+    return None
+
+
+def _copy_reason(node: NodeState, kind: str | None) -> str:
+    if kind is not None:
+        return kind
+    return "least busy" if node.free_gb is None else "evicts busy"
+
+
+def _copy_rank(node: NodeState, kind: str | None, size_gb: float | None):
+    """Sort key among nodes that would load the model: fits before evicting idle models before the unknown.
+
+    Fitting nodes: the tightest fit first (keeps large holes for large models, so each node ends up with a set that
+    fits its VRAM), a node that is not loading something else first. Evicting nodes: the one whose idle models were
+    used least recently. Then weight and load."""
+    order = {FITS: 0, EVICTS_IDLE: 1, None: 2}[kind]
+    if kind == FITS:
+        fit = node.free_gb - (size_gb or 0.0)
+    elif kind == EVICTS_IDLE:
+        fit = node.idle_last_used
+    else:
+        fit = 0.0
+    return (order, node.loading, fit, node.busyness(), -node.config.weight, node.config.id)
+
+
+def place(demand: ModelDemand, nodes: list[NodeState] | tuple) -> Placement:
+    """Choose the node for a request for `demand.key` (see README, "Several Ollama nodes", for the rule in words)."""
+    enabled = [n for n in nodes if n.config.enabled]
+    usable = [n for n in enabled if n.up]
+    if not usable:  # probes may be stale: try every enabled node, the relay reports what each said
+        ranked = sorted(enabled, key=lambda n: (n.busyness(), -n.config.weight, n.config.id))
+        return Placement(SEND, tuple((n.config, "no node is up") for n in ranked), "no node is up")
+    listing = [n for n in usable if n.lists_model]
+    pool = listing or usable  # nobody lists it: any node, so Ollama's own 404 (or pull) reaches the client
+
+    loaded = sorted((n for n in pool if n.resident),
+                    key=lambda n: (not n.has_free_slot, n.inflight_model / n.config.num_parallel,
+                                   n.busyness(), -n.config.weight, n.config.id))
+    others = sorted(((n, _new_copy_kind(n, demand.size_gb)) for n in pool if not n.resident),
+                    key=lambda item: _copy_rank(item[0], item[1], demand.size_gb))
+
+    def plan(first: list[tuple[NodeState, str]]) -> Placement:
+        chosen = {id(n) for n, _ in first}
+        rest = [(n, LOADED) for n in loaded if id(n) not in chosen]
+        rest += [(n, _copy_reason(n, kind)) for n, kind in others if id(n) not in chosen]
+        return Placement(SEND, tuple((n.config, why) for n, why in first + rest))
+
+    if loaded and loaded[0].has_free_slot:
+        return plan([(loaded[0], LOADED)])
+    if not loaded:
+        return plan([(others[0][0], _copy_reason(*others[0]))])
+    if len(enabled) == 1:
+        return plan([(loaded[0], LOADED)])  # one node: Ollama's own queue, exactly as without a pool
+
+    # Every copy is at capacity: a second copy if the line is long and loading beats waiting, else wait.
+    if others and demand.waiting >= REPLICATE_AFTER_WAITING and others[0][1] in (FITS, EVICTS_IDLE):
+        node, kind = others[0]
+        slots = sum(n.config.num_parallel for n in loaded)
+        wait_s = (demand.waiting + 1) * demand.service_s / max(slots, 1)
+        load_s = (demand.size_gb or 0.0) * demand.load_s_per_gb
+        if load_s < wait_s:
+            return plan([(node, REPLICA)])
+    return Placement(WAIT, (), f"all {len(loaded)} loaded copies busy")

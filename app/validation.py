@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 
 # RFC 1123 labels; underscores are tolerated because Docker service names use them.
@@ -71,15 +72,95 @@ def validate_bool(value, field: str) -> bool:
     raise ValidationError(field, "must be true or false")
 
 
-def validate_model_name(value, field: str = "model_name") -> str:
-    """1-256 characters of Ollama's model-name alphabet."""
+def _stripped_string(value, field: str) -> str:
     if value is None:
         raise ValidationError(field, "is required")
     if not isinstance(value, str):
         raise ValidationError(field, "must be a string")
-    name = value.strip()
+    return value.strip()
+
+
+def validate_model_name(value, field: str = "model_name") -> str:
+    """1-256 characters of Ollama's model-name alphabet."""
+    name = _stripped_string(value, field)
     if not 1 <= len(name) <= 256:
         raise ValidationError(field, "must be 1 to 256 characters long")
     if not _MODEL_NAME.match(name):
         raise ValidationError(field, f"{name!r} contains characters outside Ollama's model-name alphabet")
     return name
+
+
+_NODE_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def validate_node_name(value, field: str = "name") -> str:
+    """1-64 characters of [A-Za-z0-9._:-] (it labels metrics and the X-IntelliProxy-Node header)."""
+    name = _stripped_string(value, field)
+    if not _NODE_NAME.match(name):
+        raise ValidationError(field, "must be 1 to 64 characters of letters, digits, '.', '_', ':' and '-'")
+    return name
+
+
+def _number(value, field: str, integer: bool = False):
+    """A JSON number or the numeric string a form sends; never a boolean, NaN or infinity."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or value is None:
+        raise ValidationError(field, f"must be {kind}")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text) if integer and text.isascii() and text.lstrip("-").isdecimal() else float(text)
+        except ValueError:
+            raise ValidationError(field, f"must be {kind}") from None
+    if integer and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int if integer else (int, float)) or not math.isfinite(value):
+        raise ValidationError(field, f"must be {kind}")
+    return value
+
+
+def validate_vram_gb(value, field: str = "vram_gb") -> float | None:
+    """The node's GPU memory in GB: above 0 and at most 4096, or null/empty for "unknown"."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    number = _number(value, field)
+    if not 0 < number <= 4096:
+        raise ValidationError(field, "must be above 0 and at most 4096 (GB), or empty when unknown")
+    return float(number)
+
+
+def validate_num_parallel(value, field: str = "num_parallel") -> int:
+    """The node's OLLAMA_NUM_PARALLEL: an integer 1-256."""
+    number = _number(value, field, integer=True)
+    if not 1 <= number <= 256:
+        raise ValidationError(field, "must be an integer between 1 and 256")
+    return number
+
+
+def validate_weight(value, field: str = "weight") -> float:
+    """A preference between otherwise equal nodes: above 0 and at most 1000."""
+    number = _number(value, field)
+    if not 0 < number <= 1000:
+        raise ValidationError(field, "must be above 0 and at most 1000")
+    return float(number)
+
+
+NODE_FIELDS = ("host", "port", "name", "enabled", "vram_gb", "num_parallel", "weight")
+_NODE_CHECKS = {"name": validate_node_name, "host": validate_host, "port": validate_port,
+                "enabled": validate_bool, "vram_gb": validate_vram_gb, "num_parallel": validate_num_parallel,
+                "weight": validate_weight}
+
+
+def validate_node_fields(body: dict, partial: bool = False) -> dict:
+    """The node fields present in `body`, validated (unknown keys refused). A new node needs host and port;
+    with `partial` (PATCH) any subset will do. Raises ValidationError for the first bad field, in field order."""
+    unknown = sorted(set(body) - set(NODE_FIELDS))
+    if unknown:
+        raise ValidationError(unknown[0], f"is not a node field (known: {', '.join(NODE_FIELDS)})")
+    if not partial:
+        for required in ("host", "port"):
+            if body.get(required) is None:
+                raise ValidationError(required, "is required")
+    elif not body:
+        raise ValidationError("body", f"give at least one of {', '.join(NODE_FIELDS)}")
+    return {name: _NODE_CHECKS[name](body[name], name) for name in NODE_FIELDS if name in body}

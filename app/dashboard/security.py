@@ -45,7 +45,7 @@ OPEN_ENDPOINTS = frozenset({"static", "health", "auth.login"})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost", "ip6-loopback"})
 # Blueprints whose state changes read JSON bodies only (request.get_json without force): a form-encoded
 # cross-site post cannot change anything there, so they keep their own 400 answer instead of a CSRF 403.
-JSON_ONLY_BLUEPRINTS = frozenset({"config_api"})
+JSON_ONLY_BLUEPRINTS = frozenset({"config_api", "nodes_api"})
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 LOGIN_FAILURE_DELAY_S = 1.0

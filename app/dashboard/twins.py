@@ -35,8 +35,8 @@ def stats_json():
 
 @bp.get("/requests")
 def requests_json():
-    """The request log, newest first; filters `model` (substring), `backend`, `status` (ok|error|2xx|4xx|5xx|code),
-    and `limit` (at most LOG_RETENTION)."""
+    """The request log, newest first; filters `model` (substring), `backend`, `node`, `status`
+    (ok|error|2xx|4xx|5xx|code), and `limit` (at most LOG_RETENTION)."""
     retention = services().settings["LOG_RETENTION"]
     flt = LogFilter.from_args(request.args, retention)
     rows = query_log(get_session(), flt)

@@ -15,7 +15,8 @@ ROUTED_BY_BODY = frozenset({
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
 })
 # Host is rewritten to the upstream's; the length is recomputed; Expect was already answered by our server.
-_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect"}
+# X-IntelliProxy-Node names a node of this proxy's pool: it is ours, not the node's.
+_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect", "x-intelliproxy-node"}
 
 
 class BadRequest(Exception):

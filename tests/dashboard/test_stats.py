@@ -143,6 +143,15 @@ def test_requests_json_carries_the_virtual_models_choice(client, services):
     assert (rows[1]["requested_model"], rows[1]["category"]) == (None, None)
 
 
+def test_requests_json_carries_and_filters_the_node(client, services):
+    chosen, unrouted = record(), record(model="qwen2.5-coder:7b")
+    chosen.node, chosen.route_reason = "gpu-a", "fits"
+    submit(services, chosen, unrouted)
+    rows = client.get("/requests?node=gpu-a").get_json()["requests"]
+    assert [(r["model"], r["node"], r["route_reason"]) for r in rows] == [("llama3.2:1b", "gpu-a", "fits")]
+    assert client.get("/requests").get_json()["requests"][0]["node"] is None
+
+
 def test_requests_clear_json(client, services):
     submit(services, record(), record())
     assert client.post("/requests/clear").get_json() == {"status": "ok", "deleted": 2}

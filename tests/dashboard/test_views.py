@@ -312,6 +312,19 @@ def test_request_log_rows_filters_and_live_refresh(htmx_client, services):
         assert response.status_code == 200 and "qwen2.5-coder:7b" in response.get_data(as_text=True)
 
 
+def test_request_log_shows_and_filters_the_node_with_its_reason(client, htmx_client, services):
+    on_a, on_b = record(model="llama3.2:1b"), record(model="qwen2.5-coder:7b")
+    on_a.node, on_a.route_reason = "gpu-a", "loaded"
+    on_b.node, on_b.route_reason = "gpu-b", "retry after gpu-a: connection refused"
+    submit(services, on_a, on_b)
+    page = client.get("/log").get_data(as_text=True)
+    assert '<label for="log-node">Node</label>' in page and '<option value="gpu-b">gpu-b</option>' in page
+    assert '<span class="node-name" title="retry after gpu-a: connection refused">gpu-b</span>' in page
+    only_a = htmx_client.get("/log?node=gpu-a").get_data(as_text=True)
+    assert "llama3.2:1b" in only_a and "qwen2.5-coder:7b" not in only_a and ">loaded</span>" in only_a
+    assert "No request matches" in htmx_client.get("/log?node=gpu-z").get_data(as_text=True)
+
+
 def test_prompts_are_hidden_unless_stored(tmp_path):
     from .conftest import close_app, make_app
 
