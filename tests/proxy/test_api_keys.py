@@ -70,7 +70,8 @@ def test_key_guessing_gets_429_in_each_api_shape_and_good_clients_are_not_slowed
     assert guesser.get(f"{url}/health", timeout=5).status_code == 200  # probes stay open
     timed = [good.get(f"{url}/api/tags", headers=bearer("key-two"), timeout=5) for _ in range(5)]
     assert all(r.status_code == 200 for r in timed)
-    assert max(r.elapsed.total_seconds() for r in timed) < 0.5  # no pause for clients with a right key
+    # No pause for clients with a right key (the login form pauses 1 s after a wrong token; this is well below).
+    assert max(r.elapsed.total_seconds() for r in timed) < 0.8
 
 
 def test_admin_token_guessing_on_the_dashboard_port_gets_429(locked_proxy):
