@@ -67,6 +67,21 @@ def write_isolating(write: Callable[[list], None], records: list) -> tuple[list,
     return written, failed, None
 
 
+def settle(batch: list, written: list, failed: list) -> tuple[list, list]:
+    """After a write: (the records to try again, [(record, error)] to set aside). Untried records keep their
+    order; a record that failed on its own is retried until it has failed MAX_ATTEMPTS times."""
+    done = {id(r) for r in written} | {id(r) for r, _ in failed}
+    retry = [r for r in batch if id(r) not in done]
+    set_aside = []
+    for record, exc in failed:
+        record.write_failures += 1
+        if record.write_failures < MAX_ATTEMPTS:
+            retry.append(record)
+        else:
+            set_aside.append((record, exc))
+    return retry, set_aside
+
+
 def _call(fn, *args):
     return fn(*args)
 
@@ -114,16 +129,11 @@ class Recorder:
             written, failed, error = run(write_isolating, self._write, batch) if batch else ([], [], None)
             if error is not None:
                 log.warning("could not write %d request records; will retry: %s", len(batch) - len(written), error)
-            done = {id(r) for r in written} | {id(r) for r, _ in failed}
-            retry = [r for r in batch if id(r) not in done]
-            for record, exc in failed:
-                record.write_failures += 1
-                if record.write_failures < MAX_ATTEMPTS:
-                    retry.append(record)
-                else:
-                    self._dropped[UNWRITABLE] += 1
-                    log.error("setting aside a request record that failed %d times (%s %s, model %r): %s",
-                              record.write_failures, record.method, record.endpoint, record.model, exc)
+            retry, set_aside = settle(batch, written, failed)
+            for record, exc in set_aside:
+                self._dropped[UNWRITABLE] += 1
+                log.error("setting aside a request record that failed %d times (%s %s, model %r): %s",
+                          record.write_failures, record.method, record.endpoint, record.model, exc)
             if len(retry) > MAX_PENDING:
                 self._dropped[OVERFLOW] += len(retry) - MAX_PENDING
             self._retry = retry[-MAX_PENDING:]
