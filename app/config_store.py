@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import ModelFlag, ProxyConfig, utcnow
-from .offload import run_blocking
+from .offload import in_transaction, run_blocking
 from .node_store import load_nodes, node_json_config, seed_nodes, set_first_node_target, single_node
 from .routing import AIRLLM, OLLAMA, Backend, RoutingTable, normalize_model_name
 from .validation import ValidationError, validate_bool, validate_host, validate_model_name, validate_port
@@ -88,14 +88,8 @@ def apply_change(services, change: Callable[[Session], object]) -> RoutingTable:
     here; a ValidationError raised by `change` rolls the transaction back and propagates. The transaction runs
     in a native thread (app.offload): waiting for another process's write lock must not stop this worker's streams.
     """
-    run_blocking(_commit_change, services.session_factory, change)
+    in_transaction(services.session_factory, lambda session: (change(session), _bump(session)))
     return services.watcher.refresh(force=True)
-
-
-def _commit_change(session_factory: sessionmaker, change: Callable[[Session], object]) -> None:
-    with session_factory.begin() as session:
-        change(session)
-        _bump(session)
 
 
 def config_as_json(table: RoutingTable) -> dict:

@@ -30,3 +30,13 @@ def run_blocking(fn: Callable[..., T], *args, **kwargs) -> T:
     import gevent
 
     return gevent.get_hub().threadpool.apply(contextvars.copy_context().run, (fn, *args), kwargs)
+
+
+def in_transaction(session_factory, work: Callable[..., T]) -> T:
+    """`work(session)` in one transaction (`session_factory.begin()`), run with run_blocking: what a write that
+    may wait for another process's lock should use."""
+    def transaction() -> T:
+        with session_factory.begin() as session:
+            return work(session)
+
+    return run_blocking(transaction)

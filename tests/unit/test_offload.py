@@ -51,3 +51,22 @@ def test_under_gevent_the_loop_keeps_running_while_the_call_blocks():
     active, other_thread, gap, raised, context = result.stdout.split()
     assert (active, other_thread, raised, context) == ("True", "True", "True", "True")
     assert float(gap) < 0.25  # the call blocked its thread for 0.5 s; the greenlet ticked on
+
+
+def test_in_transaction_commits_what_work_did_and_rolls_back_on_error(tmp_path):
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import sessionmaker
+
+    from app.offload import in_transaction
+
+    factory = sessionmaker(create_engine(f"sqlite:///{tmp_path / 't.db'}"))
+    in_transaction(factory, lambda s: s.execute(text("CREATE TABLE t (x INTEGER)")))
+    assert in_transaction(factory, lambda s: s.execute(text("INSERT INTO t VALUES (1)")).rowcount) == 1
+
+    def failing(session):
+        session.execute(text("INSERT INTO t VALUES (2)"))
+        raise ValueError("invalid")
+
+    with pytest.raises(ValueError):
+        in_transaction(factory, failing)
+    assert in_transaction(factory, lambda s: s.execute(text("SELECT x FROM t")).scalars().all()) == [1]
