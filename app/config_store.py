@@ -15,8 +15,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import ModelFlag, ProxyConfig, utcnow
-from .offload import in_transaction, run_blocking
 from .node_store import load_nodes, node_json_config, seed_nodes, set_first_node_target, single_node
+from .offload import in_transaction, run_blocking
 from .routing import AIRLLM, OLLAMA, Backend, RoutingTable, normalize_model_name
 from .validation import ValidationError, validate_bool, validate_host, validate_model_name, validate_port
 
