@@ -12,8 +12,8 @@ _host = os.environ.get("HOST", "0.0.0.0")
 _host = f"[{_host}]" if ":" in _host and not _host.startswith("[") else _host
 
 bind = [f"{_host}:{os.environ.get('PROXY_PORT', '9998')}", f"{_host}:{os.environ.get('DASHBOARD_PORT', '9999')}"]
-# gevent_pywsgi: gunicorn's gevent worker on gevent's own HTTP server. Measured with ../shared/bench S2:
-# 164 µs of server CPU per proxied request against 246 µs with the plain "gevent" worker.
+# gevent_pywsgi: gunicorn's gevent worker on gevent's own HTTP server. Measured in development: 164 µs of
+# server CPU per proxied request against 246 µs with the plain "gevent" worker.
 # Streams need an async worker either way: one greenlet per connection.
 # app.proxy.server.ProxyWorker is that worker with client timeouts (CLIENT_HEADER_TIMEOUT_S, CLIENT_BODY_TIMEOUT_S,
 # KEEPALIVE_SECONDS for idle connections), which gevent's server does not have.
@@ -44,6 +44,16 @@ def on_starting(server):
     from app.fleet import board
 
     board.prepare()  # the workers' shared in-flight counters: made before the fork, so every worker sees them
+
+
+def when_ready(server):
+    """Tell whoever started us where to click, then whether Ollama answered: probed by a child process
+    (app.startup, at most ~1.5 s), so no worker waits for it."""
+    from app.config import load_settings
+    from app.startup import urls_line
+
+    server.log.info("%s", urls_line(load_settings()))
+    subprocess.Popen([sys.executable, "-m", "app.startup"], cwd=os.path.dirname(os.path.abspath(__file__)))
 
 
 def worker_exit(server, worker):

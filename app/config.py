@@ -12,6 +12,8 @@ from .hostparse import NodeSpec, parse_ollama_host, parse_ollama_hosts
 from .validation import ValidationError, is_link_local_target, validate_node_fields
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The variables that seed the routing config on first start (app.env_drift reports those that differ later).
+SEED_VARIABLES = ("OLLAMA_HOST", "OLLAMA_PORT", "AIRLLM_ENABLED", "AIRLLM_HOST", "AIRLLM_PORT", "OLLAMA_USE_AIRLLM")
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
@@ -96,6 +98,7 @@ def load_settings(env: dict | None = None) -> dict:
         "SEED_AIRLLM_PORT": _int(env, "AIRLLM_PORT", 8000),
         "SEED_AIRLLM_ENABLED": _bool(env.get("AIRLLM_ENABLED"), False),
         "SEED_USE_AIRLLM_DEFAULT": _bool(env.get("OLLAMA_USE_AIRLLM"), False),
+        "SEED_FROM_ENV": frozenset(name for name in SEED_VARIABLES if env.get(name, "").strip()),
         # Longest silence allowed between two chunks of an upstream reply (a model load can take minutes).
         "REQUEST_TIMEOUT": _float(env, "REQUEST_TIMEOUT", 900.0),
         "CONNECT_TIMEOUT": _float(env, "CONNECT_TIMEOUT", 5.0),

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .models import ModelFlag, ProxyConfig, utcnow
 from .node_store import load_nodes, node_json_config, seed_nodes, set_first_node_target, single_node
+from .offload import in_transaction, run_blocking
 from .routing import AIRLLM, OLLAMA, Backend, RoutingTable, normalize_model_name
 from .validation import ValidationError, validate_bool, validate_host, validate_model_name, validate_port
 
@@ -84,11 +85,10 @@ def apply_change(services, change: Callable[[Session], object]) -> RoutingTable:
     it at once (every other worker and replica follows within a poll). Returns this worker's new table.
 
     Every write to the routing config (targets, flags, IntelliProxyLLM's attributes and fallbacks) goes through
-    here; a ValidationError raised by `change` rolls the transaction back and propagates.
+    here; a ValidationError raised by `change` rolls the transaction back and propagates. The transaction runs
+    in a native thread (app.offload): waiting for another process's write lock must not stop this worker's streams.
     """
-    with services.session_factory.begin() as session:
-        change(session)
-        _bump(session)
+    in_transaction(services.session_factory, lambda session: (change(session), _bump(session)))
     return services.watcher.refresh(force=True)
 
 
@@ -155,8 +155,7 @@ class ConfigWatcher:
         self._factory = session_factory
         self._poll = poll_seconds
         self._listeners: list[Callable[[RoutingTable], None]] = []
-        with session_factory() as session:
-            self.table = load_routing_table(session)
+        self.table = run_blocking(self._read, None)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -164,16 +163,26 @@ class ConfigWatcher:
         self._listeners.append(callback)
 
     def refresh(self, force: bool = False) -> RoutingTable:
-        """Reload if the version moved (or always, with force); cheap when nothing changed."""
-        with self._factory() as session:
-            if force or current_version(session) != self.table.version:
-                self.table = load_routing_table(session)
-                for callback in self._listeners:
-                    callback(self.table)
+        """Reload if the version moved (or always, with force); cheap when nothing changed.
+
+        The database is read in a native thread (app.offload); listeners run here, on the caller's greenlet."""
+        table = run_blocking(self._read, None if force else self.table.version)
+        if table is not None:
+            self.table = table
+            for callback in self._listeners:
+                callback(table)
         return self.table
 
+    def _read(self, known_version: int | None) -> RoutingTable | None:
+        """The stored table, or None when its version is still `known_version` (None: read it anyway)."""
+        with self._factory() as session:
+            if known_version is not None and current_version(session) == known_version:
+                return None
+            return load_routing_table(session)
+
     def start(self) -> None:
-        """Start polling in the background (a greenlet under gevent's monkey-patching, else a thread)."""
+        """Start polling in the background (a greenlet under gevent's monkey-patching, else a thread); each poll's
+        database read runs in a native thread either way."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="config-watcher", daemon=True)
             self._thread.start()

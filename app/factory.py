@@ -15,6 +15,7 @@ from .fleet.pool import Pool
 from .proxy.app import ProxyApp
 from .proxy.upstream import UpstreamClient
 from .services import Services
+from .telemetry.node_stats import NodeStatsSink
 from .telemetry.recorder import Recorder
 from .telemetry.sinks import RequestLogSink
 from .telemetry.stats import StatsSink
@@ -64,7 +65,7 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     session_factory = make_session_factory(engine)
     watcher = ConfigWatcher(session_factory, settings["CONFIG_POLL_SECONDS"])
     recorder = Recorder(session_factory, [RequestLogSink(settings["LOG_RETENTION"], settings["STORE_PROMPTS"]),
-                                          StatsSink()],
+                                          StatsSink(), NodeStatsSink()],
                         settings["TELEMETRY_FLUSH_SECONDS"])
     services = Services(
         settings=settings, engine=engine, session_factory=session_factory, watcher=watcher, recorder=recorder,
@@ -78,6 +79,7 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     pool = Pool(settings, services.client, watcher=watcher)
     pool.sync(watcher.table)
     services.extras["fleet"] = pool
+    services.health.fleet = pool
     proxy_app = ProxyApp(settings, watcher, services.client, recorder, services.health, resolver, pool)
     dashboard_app = LazyDashboard(services)
     watcher.start()

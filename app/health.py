@@ -17,6 +17,11 @@ APP_VERSION = "1.0.0"
 PROBE_TIMEOUT = 1.5  # seconds to connect and to answer, per request to a backend
 
 
+def backend_error(url: str, reason: str, connected: bool = False) -> str:
+    """The one wording of a failed probe, for /health and the dashboard alike."""
+    return f"{'no valid answer from' if connected else 'cannot connect to'} {url}: {reason}"
+
+
 def probe_backend(client: UpstreamClient, backend: Backend, timeout: float = PROBE_TIMEOUT,
                   details_path: str | None = None) -> dict:
     """GET /api/version (and optionally a JSON details path such as the AirLLM server's /health); never raises."""
@@ -25,8 +30,7 @@ def probe_backend(client: UpstreamClient, backend: Backend, timeout: float = PRO
     try:
         status, body = _get(client, backend, "/api/version", timeout)
     except UpstreamError as exc:
-        verb = "cannot connect to" if exc.kind == "connect" else "no valid answer from"
-        result["error"] = f"{verb} {backend.url}: {exc.message}"
+        result["error"] = backend_error(backend.url, exc.message, connected=exc.kind != "connect")
         return result
     result["rtt_ms"] = round((time.perf_counter() - started) * 1000, 2)
     if status != 200 or not isinstance(body, dict):
@@ -66,6 +70,7 @@ class HealthChecker:
         self.started = time.time()
         self._probed: tuple[float, tuple, dict, dict] | None = None  # (when, targets, ollama, airllm)
         self._refreshing = threading.Lock()
+        self.fleet = None  # the Ollama pool (app.fleet.pool.Pool), when wired: its nodes join the report
 
     def report(self) -> dict:
         """The health document; 'degraded' when a backend in use is unreachable (HTTP status stays 200).
@@ -83,7 +88,19 @@ class HealthChecker:
             "ollama": ollama,
             "airllm": airllm,
             "checked_at": self._probed[0] if self._probed else time.time(),
+            **({"nodes": self._nodes(table)} if self.fleet is not None else {}),
         }
+
+    def _nodes(self, table) -> list[dict]:
+        """Each node as this worker's probes see it (no network here: the pool probes in the background)."""
+        live = self.fleet.status()
+        out = []
+        for node in table.nodes:
+            status = live.get(node.id, {})
+            out.append({"name": node.name, "url": node.backend.url, "state": status.get("state", "unknown"),
+                        "probe_ms": status.get("probe_ms"), "last_error": status.get("last_error"),
+                        "loaded": [entry["name"] for entry in status.get("loaded", [])]})
+        return out
 
     def _backends(self, table) -> tuple[dict, dict]:
         targets = (table.ollama, table.airllm_enabled, table.airllm)

@@ -26,6 +26,11 @@ def node_state(node: NodeConfig, live: dict | None) -> str:
     return live.get("state", "unknown") if live else "unknown"
 
 
+def _loaded(live: dict | None) -> list[dict]:
+    """The engine's `loaded` entries that name a model (`{"name", "size_vram"}`)."""
+    return [entry for entry in (live or {}).get("loaded") or [] if isinstance(entry, dict) and entry.get("name")]
+
+
 def node_json(node: NodeConfig, live: dict | None) -> dict:
     """One node for `GET /config/nodes` (and the Nodes page): `loaded` is the names only, as in /api/ps."""
     live = live or {}
@@ -33,7 +38,7 @@ def node_json(node: NodeConfig, live: dict | None) -> dict:
         **node_json_config(node),
         "state": node_state(node, live),
         "models": list(live.get("models") or []),
-        "loaded": [entry["name"] for entry in live.get("loaded") or []],
+        "loaded": [entry["name"] for entry in _loaded(live)],
         "in_flight": live.get("in_flight", 0),
         "waiting": live.get("waiting", 0),
         "probe_ms": live.get("probe_ms"),
@@ -53,7 +58,19 @@ class VramBar:
 
 def vram_bars(node: NodeConfig, live: dict | None) -> tuple[list[VramBar], float, float | None]:
     """Bars for the loaded models, the GB they use together, and the node's vram_gb (None when not given)."""
-    loaded = [(entry["name"], max(float(entry.get("size_vram") or 0), 0.0) / GB) for entry in (live or {}).get("loaded") or []]
+    loaded = [(entry["name"], max(float(entry.get("size_vram") or 0), 0.0) / GB) for entry in _loaded(live)]
     used = sum(size for _name, size in loaded)
     scale = node.vram_gb or used or 1.0
     return [VramBar(name, round(size, 2), scale) for name, size in loaded], round(used, 2), node.vram_gb
+
+
+def node_rows(nodes, live: dict, totals: dict, rates: dict) -> list[dict]:
+    """What the Nodes page shows per node: node_json, the VRAM bars, and the request statistics by name."""
+    rows = []
+    for node in nodes:
+        status = live.get(node.id)
+        bars, used_gb, vram_gb = vram_bars(node, status)
+        rows.append({"node": node, "info": node_json(node, status), "bars": bars, "used_gb": used_gb,
+                     "vram_gb": vram_gb, "totals": totals.get(node.name) or {"requests": 0, "errors": 0},
+                     "rate": rates.get(node.name) or {"requests_per_min": 0.0, "errors_per_min": 0.0}})
+    return rows

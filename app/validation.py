@@ -189,18 +189,32 @@ _NODE_CHECKS = {"name": validate_node_name, "host": validate_host, "port": valid
                 "weight": validate_weight}
 
 
-def validate_node_fields(body: dict, partial: bool = False, allow_link_local: bool | None = None) -> dict:
-    """The node fields present in `body`, validated (unknown keys refused). A new node needs host and port;
-    with `partial` (PATCH) any subset will do. Raises ValidationError for the first bad field, in field order.
+def check_node_fields(body: dict, partial: bool = False, allow_link_local: bool | None = None) -> tuple[dict, dict]:
+    """Every given node field validated: (values that passed, {field: message} for those that did not).
+
+    A new node needs host and port; with `partial` (PATCH) any subset will do. Unknown keys are errors too.
     `allow_link_local` as in validate_host (the seeds are checked before the setting is applied)."""
-    unknown = sorted(set(body) - set(NODE_FIELDS))
-    if unknown:
-        raise ValidationError(unknown[0], f"is not a node field (known: {', '.join(NODE_FIELDS)})")
-    if not partial:
-        for required in ("host", "port"):
-            if body.get(required) is None:
-                raise ValidationError(required, "is required")
-    elif not body:
-        raise ValidationError("body", f"give at least one of {', '.join(NODE_FIELDS)}")
+    known = ", ".join(NODE_FIELDS)
     checks = dict(_NODE_CHECKS, host=lambda value, field: validate_host(value, field, allow_link_local))
-    return {name: checks[name](body[name], name) for name in NODE_FIELDS if name in body}
+    errors = {name: f"is not a node field (known: {known})" for name in sorted(set(body) - set(NODE_FIELDS))}
+    if partial and not body:
+        errors["body"] = f"give at least one of {known}"
+    values = {}
+    for name in NODE_FIELDS:
+        if name not in body and not partial and name in ("host", "port"):
+            errors[name] = "is required"
+        elif name in body:
+            try:
+                values[name] = checks[name](body[name], name)
+            except ValidationError as exc:
+                errors[name] = exc.message
+    return values, errors
+
+
+def validate_node_fields(body: dict, partial: bool = False, allow_link_local: bool | None = None) -> dict:
+    """check_node_fields for the API: the values, or a ValidationError for the first bad field."""
+    values, errors = check_node_fields(body, partial, allow_link_local)
+    if errors:
+        field = next(iter(errors))
+        raise ValidationError(field, errors[field])
+    return values

@@ -12,25 +12,46 @@
              points: { show: !!dots, size: 5, fill: color } };
   }
 
-  function ms(u, values) {
-    return values.map(function (v) { return v == null ? "" : (v >= 1000 ? (v / 1000).toFixed(1) + " s" : Math.round(v) + " ms"); });
+  // Every chart keeps the same room left and right of its plot, so the three time axes line up.
+  var AXIS = 64;
+  var COUNTS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 1e6, 1e7];
+
+  function decimals(step) {
+    // As many decimals as the tick step needs (0.25 -> 2), so neighbouring ticks never print alike.
+    for (var d = 0; d < 3; d++) {
+      if (Math.abs(Math.round(step * Math.pow(10, d)) - step * Math.pow(10, d)) < 1e-6) { return d; }
+    }
+    return 3;
+  }
+
+  function ms(u, values, axisIdx, space, step) {
+    // One unit per axis: seconds once a tick reaches a second, else milliseconds.
+    var top = Math.max.apply(null, values.filter(function (v) { return v != null; }).concat([0]));
+    var div = top >= 1000 ? 1000 : 1, unit = div === 1 ? " ms" : " s", places = decimals(step / div);
+    return values.map(function (v) { return v == null ? "" : (v / div).toFixed(places) + unit; });
+  }
+
+  function fromZero(u, lo, hi) {
+    // Starts at zero and has a range even without data (an axis without one is hidden, which would shift the plot).
+    return [0, hi == null || hi <= 0 ? 1 : hi * 1.1];
   }
 
   var SPECS = {
     requests: function (p) {
       return { data: [p.t, p.requests, p.errors],
                series: [{}, series("Requests", COLORS.requests, "n", "rgba(37,99,235,0.08)"), series("Errors", COLORS.errors, "n")],
-               axes: [{}, { scale: "n" }] };
+               axes: [{}, { scale: "n", incrs: COUNTS }], padRight: AXIS };
     },
     latency: function (p) {
       return { data: [p.t, p.mean_ms, p.p95_ms],
                series: [{}, series("Mean", COLORS.mean, "ms", null, true), series("p95", COLORS.p95, "ms", null, true)],
-               axes: [{}, { scale: "ms", values: ms, size: 60 }] };
+               axes: [{}, { scale: "ms", values: ms }], padRight: AXIS };
     },
     speed: function (p) {
       return { data: [p.t, p.tokens_per_s, p.ttft_ms],
                series: [{}, series("Tokens/s", COLORS.speed, "tps", null, true), series("Time to first token", COLORS.ttft, "ms", null, true)],
-               axes: [{}, { scale: "tps", size: 60 }, { scale: "ms", side: 1, values: ms, size: 60, grid: { show: false } }] };
+               axes: [{}, { scale: "tps" }, { scale: "ms", side: 1, values: ms, size: AXIS, grid: { show: false } }],
+               padRight: 0 };
     }
   };
 
@@ -43,9 +64,11 @@
     charts = [];
     box.querySelectorAll(".chart").forEach(function (el) {
       var spec = SPECS[el.dataset.chart](payload.points);
-      var width = Math.max(el.clientWidth || el.parentNode.clientWidth || 600, 280);
-      var opts = { width: width, height: 200, series: spec.series, axes: spec.axes,
-                   scales: { x: { time: true }, n: { range: function (u, lo, hi) { return [0, Math.max(hi, 1)]; } } },
+      var width = Math.max(el.clientWidth || el.parentNode.clientWidth || 600, 200);
+      spec.axes[0] = { space: 64 };  // at least 64 px from one time label ("10:10am", 46 px) to the next
+      spec.axes[1].size = AXIS;
+      var opts = { width: width, height: 200, series: spec.series, axes: spec.axes, padding: [null, spec.padRight, null, 0],
+                   scales: { x: { time: true }, n: { range: fromZero }, ms: { range: fromZero }, tps: { range: fromZero } },
                    legend: { live: false }, cursor: { drag: { x: false, y: false } } };
       charts.push(new window.uPlot(opts, spec.data, el));
     });

@@ -25,6 +25,18 @@ def duration_ms(value) -> str:
     return f"{int(seconds // 60)} min {int(seconds % 60)} s"
 
 
+def parameters(billions) -> str:
+    """A parameter count given in billions, as Ollama writes it: 162K, 137M, 7.6B, 70B; — when unknown."""
+    if billions is None:
+        return "—"
+    count = float(billions) * 1e9
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if round(count / scale, 1) >= 1:
+            value = count / scale
+            return f"{value:.0f}{unit}" if value >= 100 else f"{value:.1f}".removesuffix(".0") + unit
+    return f"{count:.0f}"
+
+
 def uptime(seconds) -> str:
     seconds = int(seconds or 0)
     days, rest = divmod(seconds, 86400)
@@ -77,6 +89,6 @@ def nav_items() -> list[dict]:
 
 
 def init_app(app: Flask) -> None:
-    app.jinja_env.filters.update(human_size=human_size, duration_ms=duration_ms, uptime=uptime, number=number,
+    app.jinja_env.filters.update(human_size=human_size, duration_ms=duration_ms, parameters=parameters, uptime=uptime, number=number,
                                  iso_utc=iso_utc, clock_utc=clock_utc)
     app.context_processor(lambda: {"nav_items": nav_items})

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import requests
 
+from ..health import backend_error
 from ..routing import AIRLLM, OLLAMA, Backend, RoutingTable, normalize_model_name
 
 CONNECT_TIMEOUT_S = 2.0
@@ -72,13 +73,17 @@ class Probe:
                 "queue": self.queue}
 
 
-def _get_json(session: requests.Session, url: str):
-    """GET a JSON document; (value, None) or (None, error text)."""
+def _get_json(session: requests.Session, url: str, base_url: str = ""):
+    """GET a JSON document; (value, None) or (None, error text). With `base_url`, a request that failed is worded
+    as /health words it (`cannot connect to <base_url>: ...`, `no valid answer from <base_url>: ...`)."""
     try:
         response = session.get(url, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
                                headers={"Accept": "application/json"}, allow_redirects=False)
     except requests.RequestException as exc:
-        return None, describe_error(exc)
+        reason = describe_error(exc)
+        if not base_url:
+            return None, reason
+        return None, backend_error(base_url, reason, connected=not isinstance(exc, requests.ConnectionError))
     if response.status_code != 200:
         snippet = response.text[:200].strip()
         return None, f"HTTP {response.status_code} from {url}" + (f": {snippet}" if snippet else "")
@@ -94,9 +99,9 @@ def probe(backend: Backend, enabled: bool = True, details: bool = True) -> Probe
     with requests.Session() as http:
         http.trust_env = False  # never send a backend on the LAN through an HTTP(S)_PROXY from the environment
         started = time.perf_counter()
-        body, error = _get_json(http, f"{backend.url}/api/version")
+        body, error = _get_json(http, f"{backend.url}/api/version", base_url=backend.url)
         if error:
-            result.error = f"cannot use {backend.url}: {error}"
+            result.error = error
             return result
         result.rtt_ms = round((time.perf_counter() - started) * 1000, 1)
         result.version = body.get("version") if isinstance(body, dict) else None
@@ -206,13 +211,17 @@ def merged_models(table: RoutingTable, ollama: Probe, airllm: Probe) -> list[Mod
 def _warnings(row: ModelRow, table: RoutingTable, ollama: Probe, airllm: Probe, routed: bool) -> list[str]:
     warnings = []
     if row.airllm and not table.airllm_enabled:
-        warnings.append("AirLLM is on for this model, but the AirLLM service is disabled: requests go to Ollama.")
+        warnings.append("AirLLM is on for this model, but the AirLLM service is disabled (Connections page): "
+                        + ("requests go to Ollama, which does not have it, and fail." if row.airllm_only
+                           else "requests go to Ollama."))
     elif routed and not airllm.reachable:
         warnings.append("The AirLLM server is unreachable: requests for this model fall back to Ollama.")
     elif routed and airllm.models is not None and not row.on_airllm:
         warnings.append("The AirLLM server does not list this model: requests fall back to Ollama.")
-    if row.airllm_only and not routed:
-        warnings.append("Only the AirLLM server has this model: requests go to Ollama and fail until AirLLM is on.")
+    if row.airllm_only and not row.airllm:
+        needs = "" if table.airllm_enabled else " and the AirLLM service is enabled (Connections page)"
+        warnings.append("Only the AirLLM server has this model, but its AirLLM switch (last column) is off: requests "
+                        f"go to Ollama and fail until the switch is on{needs}.")
     if not row.on_ollama and not row.on_airllm and ollama.models is not None:
         warnings.append("Neither Ollama nor the AirLLM server lists this model.")
     return warnings

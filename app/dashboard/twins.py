@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import jsonify, redirect, render_template, request, url_for
 from flask_htmx import make_response as htmx_response
 
+from ..offload import in_transaction
 from ..telemetry import stats
 from ..validation import ValidationError
 from . import bp
@@ -47,8 +48,7 @@ def requests_json():
 @bp.post("/requests/clear")
 def requests_clear():
     """Empty the request log (statistics are kept). JSON for scripts; the emptied rows for the log page."""
-    with services().session_factory.begin() as session:
-        deleted = clear_log(session)
+    deleted = in_transaction(services().session_factory, clear_log)  # off the event loop: it may wait for a lock
     if htmx and not htmx.boosted:
         body = render_template("dashboard/_log_rows.html", rows=[], flt=LogFilter(),
                                backends=backends_seen(get_session()), status_choices=STATUS_CHOICES,

@@ -86,6 +86,7 @@ class Board:
         self._mm = mmap.mmap(-1, LAYOUT.size, flags=mmap.MAP_SHARED)
         view = memoryview(self._mm)
         L = LAYOUT  # noqa: N806
+        self._generation = view[0:8].cast("q")  # bumped whenever a worker row is claimed or given back
         self._workers = view[L.workers:L.models].cast("q")
         self._models = view[L.models:L.inflight].cast("q")
         self._inflight = view[L.inflight:L.waiting].cast("i")
@@ -101,6 +102,7 @@ class Board:
         self._model_slots: dict[str, int] = {}
         self._live_rows: tuple[int, ...] = ()
         self._live_checked = 0.0
+        self._live_generation = -1
 
     # -- claiming (rare, locked) -----------------------------------------------------------------------------
 
@@ -134,6 +136,7 @@ class Board:
                 if owner == 0 or not _alive(owner):
                     self._clear_row(index)
                     self._workers[index] = pid
+                    self._generation[0] += 1
                     return index
             raise RuntimeError(f"more than {MAX_WORKERS} workers share one in-flight board")
 
@@ -145,7 +148,8 @@ class Board:
         """Give the row back when the worker exits (a crashed worker's row is reclaimed by the next claim)."""
         if self._row is not None and self._row_pid == os.getpid():
             row = self._row
-            self._with_lock(lambda: (self._clear_row(row), self._workers.__setitem__(row, 0)))
+            self._with_lock(lambda: (self._clear_row(row), self._workers.__setitem__(row, 0),
+                                     self._generation.__setitem__(0, self._generation[0] + 1)))
             self._row = None
 
     def _clear_row(self, row: int) -> None:
@@ -181,10 +185,12 @@ class Board:
         return slot
 
     def live_rows(self) -> tuple[int, ...]:
-        """Rows of workers that are alive, re-checked at most once a second (a killed worker's counts drop out)."""
+        """Rows of workers that are alive: at once when a worker claims or frees a row, and a killed worker's
+        counts drop out within a second (its pid is checked that often)."""
         now = time.monotonic()
-        if now - self._live_checked > 1.0:
-            self._live_checked = now
+        generation = self._generation[0]
+        if generation != self._live_generation or now - self._live_checked > 1.0:
+            self._live_checked, self._live_generation = now, generation
             self._live_rows = tuple(i for i in range(MAX_WORKERS) if self._workers[i] and _alive(self._workers[i]))
         return self._live_rows
 

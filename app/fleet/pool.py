@@ -103,7 +103,7 @@ class Pool:
         """Follow the config: new nodes get a view and a probe loop, removed ones are stopped (cheap when same)."""
         if table.version == self._version:
             return
-        self._version = table.version
+        first_sync, self._version = self._version is None, table.version
         wanted = {n.id: n for n in pool_nodes(table)}
         for node_id in list(self.views):
             if node_id not in wanted:
@@ -112,6 +112,8 @@ class Pool:
         for node_id, config in wanted.items():
             view = self.views.get(node_id)
             if view is None:
+                if not first_sync:  # a node added now may take a removed node's slot: forget what that one had
+                    self.board.reset_node(config.slot)
                 view = self.views[node_id] = NodeView(config)
                 prober = self._probers[node_id] = NodeProber(view, self.client, self._seen_loaded)
                 prober.start()

@@ -12,6 +12,7 @@ import logging
 import time
 import urllib.parse
 
+from ..auth_throttle import FailureThrottle
 from ..fleet.pool import Pool
 from ..routing import AIRLLM, OLLAMA_FALLBACK, normalize_model_name
 from ..telemetry.records import RequestRecord
@@ -47,6 +48,7 @@ class ProxyApp:
         self.resolver = resolver  # the virtual model and fallback chains (app.intelli), if configured
         self.max_body = int(settings["MAX_REQUEST_MB"] * 1024 * 1024)
         self.api_keys = tuple(settings["PROXY_API_KEYS"])
+        self.auth_failures = FailureThrottle()  # per worker: wrong API keys per client address
         self.store_prompts = settings["STORE_PROMPTS"]
 
     def __call__(self, environ, start_response):
@@ -55,9 +57,10 @@ class ProxyApp:
         if not is_api_path(path) and path != "/health":  # never relay the rest (e.g. /config/*) to a backend
             record = RequestRecord(method=method, endpoint=path, client=client_address(environ))
             return self._fail(start_response, record, path, 404, f"{path} is not part of the Ollama or OpenAI API")
-        if self.api_keys and path not in OPEN_PATHS and not self._authorized(environ):
-            return error_response(start_response, path, 401, "unauthorized: missing or invalid API key",
-                                  [("WWW-Authenticate", 'Bearer realm="IntelliProxy"')])
+        if self.api_keys and path not in OPEN_PATHS:
+            refusal = self._authorized(environ)
+            if refusal is not None:
+                return error_response(start_response, path, *refusal)
         if path == "/health" and method in ("GET", "HEAD"):
             return json_response(start_response, 200, self.health.report())
         if method == "GET" and path in LISTS and self._needs_merge():
@@ -68,12 +71,23 @@ class ProxyApp:
             record = RequestRecord(method=method, endpoint=path, client=client_address(environ))
             return self._fail(start_response, record, path, exc.status, exc.message)
 
-    def _authorized(self, environ) -> bool:
+    def _authorized(self, environ) -> tuple[int, str, list] | None:
+        """None for a valid API key; else the refusal's (status, message, headers): 401, or 429 once the client's
+        address has failed too often (app.auth_throttle; a missing key is not counted as a guess)."""
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        unauthorized = (401, "unauthorized: missing or invalid API key",
+                        [("WWW-Authenticate", 'Bearer realm="IntelliProxy"')])
         if scheme.lower() != "bearer" or not token:
-            return False
+            return unauthorized
+        address = client_address(environ)
+        wait = self.auth_failures.retry_after(address)
+        if wait is not None:
+            return 429, self.auth_failures.message(wait), [("Retry-After", str(wait))]
         token = token.strip().encode()
-        return any(hmac.compare_digest(token, key.encode()) for key in self.api_keys)
+        if any(hmac.compare_digest(token, key.encode()) for key in self.api_keys):
+            return None
+        self.auth_failures.failed(address)
+        return unauthorized
 
     def _needs_merge(self) -> bool:
         table = self.watcher.table

@@ -40,6 +40,7 @@ class RequestRecord:
     category: str | None = None  # IntelliProxyLLM: the request's category
     node: str | None = None  # the Ollama node that answered (its name), when the pool chose one
     route_reason: str | None = None  # why that node: loaded, fits, evicts idle, replica, retry after <node>: <why>
+    write_failures: int = 0  # flushes in which this record failed to be written on its own
 
     @property
     def duration_ms(self) -> float:

@@ -1,18 +1,15 @@
 """the Ollama node pool, per-node statistics, and the node that answered each logged request
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-02 15:20:00.000000
-
-down_revision is '0003' for now: 0004 is being written on another branch, and this file's down_revision
-becomes '0004' when both are merged (nothing here depends on 0004).
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0005'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

@@ -17,7 +17,8 @@ def _nodes(client) -> list[dict]:
     return response.get_json()["nodes"]
 
 
-def test_the_seeded_node_is_listed_with_the_api_shape_and_unknown_live_state(client):
+def test_the_seeded_node_is_listed_with_the_api_shape_and_unknown_live_state(client, fleet):
+    fleet(None)  # no routing engine
     assert _nodes(client) == [{
         "id": 1, "name": "ollama.test:11434", "host": "ollama.test", "port": 11434, "enabled": True,
         "vram_gb": None, "num_parallel": 1, "weight": 1.0, "state": "unknown", "models": [], "loaded": [],
@@ -102,20 +103,14 @@ def test_delete_removes_a_node_but_never_the_last_one(client):
 def test_post_config_ollama_sets_the_first_node(client):
     assert client.post("/config/ollama", json={"host": "gpu-z", "port": 7000}).status_code == 200
     assert [(n["name"], n["host"], n["port"]) for n in _nodes(client)] == [("gpu-z:7000", "gpu-z", 7000)]
+    client.post("/config/nodes", json=GPU_B)
+    taken = client.post("/config/ollama", json={"host": "gpu-b.lan", "port": 11434})
+    assert taken.status_code == 409 and taken.get_json()["field"] == "host"  # two nodes cannot share an address
+    assert client.get("/config/airllm").get_json()["ollama_host"] == "gpu-z"
 
 
-class FleetStatus:
-    """Stands in for the routing engine's `services.extras["fleet"]` (it only has to answer status())."""
-
-    def __init__(self, status: dict):
-        self._status = status
-
-    def status(self) -> dict:
-        return self._status
-
-
-def test_live_fields_come_from_the_fleet_status_with_loaded_as_names(client, services):
-    services.extras["fleet"] = FleetStatus({1: {
+def test_live_fields_come_from_the_fleet_status_with_loaded_as_names(client, fleet):
+    fleet({1: {
         "state": "up", "probe_ms": 3.2, "last_error": None, "models": ["llama3.2:1b", "qwen3:8b"],
         "loaded": [{"name": "qwen3:8b", "size_vram": 6_000_000_000}], "in_flight": 2, "waiting": 1,
         "loads_observed": 4}})

@@ -4,7 +4,10 @@ from __future__ import annotations
 import requests
 
 from app.dashboard.services import Probe, describe_error, filter_models, human_size, merged_models, probe
+from app.health import probe_backend
+from app.proxy.upstream import UpstreamClient
 from app.routing import Backend, RoutingTable
+from tests.support.proxy_process import free_port
 
 from .conftest import serve_models, tag
 
@@ -37,12 +40,22 @@ def test_probe_uses_a_short_timeout(upstreams):
 
 def test_probe_reports_the_exact_failure_and_stops(upstreams):
     result = probe(OLLAMA)
-    assert not result.reachable and result.error == "cannot use http://ollama.test:11434: connection refused"
+    assert not result.reachable and result.error == "cannot connect to http://ollama.test:11434: connection refused"
     assert len(upstreams.calls) == 1  # no point asking for lists from a dead host
     upstreams.get(f"{OLLAMA.url}/api/version", body="<html>not ollama</html>")
     assert "did not answer with JSON" in probe(OLLAMA).error
     upstreams.replace("GET", f"{OLLAMA.url}/api/version", body=requests.ConnectTimeout("slow"))
-    assert probe(OLLAMA).error.endswith("connection timed out after 2 s")
+    assert probe(OLLAMA).error == "cannot connect to http://ollama.test:11434: connection timed out after 2 s"
+    upstreams.replace("GET", f"{OLLAMA.url}/api/version", body=requests.ReadTimeout("slow"))
+    assert probe(OLLAMA).error == "no valid answer from http://ollama.test:11434: no answer within 4 s"
+
+
+def test_dashboard_and_health_word_a_refused_connection_alike():
+    """The Connections page and /health show the same text for the same dead port (real sockets, no mock)."""
+    dead = Backend("ollama", "127.0.0.1", free_port())
+    expected = f"cannot connect to http://127.0.0.1:{dead.port}: connection refused"
+    assert probe(dead).error == expected
+    assert probe_backend(UpstreamClient(), dead)["error"] == expected
 
 
 def test_describe_error_names_dns_failures():
@@ -73,7 +86,8 @@ def test_warnings():
     rows = {r.key: r for r in merged_models(routing(flags={"b:1": True, "ghost:1": True}), ollama, airllm)}
     assert rows["b:1"].warnings == ["The AirLLM server does not list this model: requests fall back to Ollama."]
     assert rows["b:1"].runs_on == "Ollama (fallback)"
-    assert "Only the AirLLM server has this model" in rows["only:70b"].warnings[0]
+    assert rows["only:70b"].warnings == ["Only the AirLLM server has this model, but its AirLLM switch (last column) "
+                                         "is off: requests go to Ollama and fail until the switch is on."]
     assert "Neither Ollama nor the AirLLM server lists this model." in rows["ghost:1"].warnings
     assert rows["a:1"].warnings == []
     disabled = {r.key: r for r in merged_models(routing(enabled=False, flags={"a:1": True}), ollama, airllm)}
@@ -82,6 +96,20 @@ def test_warnings():
     down = Probe("airllm", "http://airllm", reachable=False, error="connection refused")
     rows = {r.key: r for r in merged_models(routing(flags={"a:1": True}), ollama, down)}
     assert rows["a:1"].warnings == ["The AirLLM server is unreachable: requests for this model fall back to Ollama."]
+
+
+def test_airllm_only_model_warnings_name_what_to_turn_on():
+    ollama, airllm = up("ollama", ["a:1"]), up("airllm", ["only:70b"])
+    service_off = {r.key: r for r in merged_models(routing(enabled=False), ollama, airllm)}
+    assert service_off["only:70b"].warnings == [
+        "Only the AirLLM server has this model, but its AirLLM switch (last column) is off: requests go to Ollama "
+        "and fail until the switch is on and the AirLLM service is enabled (Connections page)."]
+    switched_on = {r.key: r for r in merged_models(routing(enabled=False, flags={"only:70b": True}), ollama, airllm)}
+    assert switched_on["only:70b"].warnings == [
+        "AirLLM is on for this model, but the AirLLM service is disabled (Connections page): requests go to Ollama, "
+        "which does not have it, and fail."]
+    routed = {r.key: r for r in merged_models(routing(flags={"only:70b": True}), ollama, airllm)}
+    assert routed["only:70b"].warnings == []
 
 
 def test_default_switch_applies_to_models_without_their_own():

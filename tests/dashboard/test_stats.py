@@ -185,6 +185,20 @@ def test_metrics_in_prometheus_text_format(client, services):
     assert "intelliproxy_airllm_enabled" in families
 
 
+def test_metrics_count_records_set_aside_after_failing_on_their_own(client, services):
+    from app.telemetry.recorder import MAX_ATTEMPTS
+
+    poison = record(eval_count=10, eval_duration_ns=2 ** 63)  # no 64-bit column holds it
+    services.recorder.submit(poison)
+    for _ in range(MAX_ATTEMPTS):
+        services.recorder.flush()
+    submit(services, record())  # the others are still written
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'intelliproxy_telemetry_records_dropped_total{reason="unwritable"} 1.0' in text
+    assert 'intelliproxy_telemetry_records_dropped_total{reason="overflow"} 0.0' in text
+    assert client.get("/stats").get_json()["totals"]["requests"] == 1
+
+
 def test_metrics_report_the_airllm_queue_from_the_health_report(client, services, monkeypatch):
     report = {"ollama": {"reachable": True, "rtt_ms": 2.0},
               "airllm": {"enabled": True, "reachable": True, "rtt_ms": 3.0,

@@ -61,7 +61,7 @@ def test_nav_bar_lists_every_page_in_order(client, both_up):
     html = client.get("/connections").get_data(as_text=True)
     nav = html[html.index("<nav"):html.index("</nav>")]
     labels = re.findall(r'<a href="[^"]+"[^>]*>([^<]+)</a>', nav)
-    assert labels[:3] == ["Overview", "Connections", "Models"]
+    assert labels[:4] == ["Overview", "Connections", "Nodes", "Models"]
     for wanted in ("Statistics", "Request log", "API"):
         assert wanted in labels
     assert [label for label, _ in NAV_ITEMS if label in labels] == labels
@@ -69,7 +69,7 @@ def test_nav_bar_lists_every_page_in_order(client, both_up):
 
 
 def test_every_page_says_it_is_loopback_only_without_admin_token(client, both_up):
-    for path in ("/", "/connections", "/models", "/statistics", "/log", "/api-reference"):
+    for path in ("/", "/connections", "/nodes", "/models", "/statistics", "/log", "/api-reference"):
         assert b"answers only clients on this machine (loopback)" in client.get(path).data, path
 
 
@@ -91,7 +91,7 @@ def test_overview_shows_health_loaded_models_queue_and_totals(client, services, 
 def test_overview_shows_the_exact_error_of_an_unreachable_backend(client, upstreams):
     html = client.get("/").get_data(as_text=True)
     assert "unreachable" in html
-    assert "cannot use http://ollama.test:11434: connection refused" in html
+    assert "cannot connect to http://ollama.test:11434: connection refused" in html
 
 
 # -- Connections ----------------------------------------------------------------------------------------------
@@ -208,7 +208,9 @@ def test_models_page_merges_both_lists(client, services, both_up):
     assert rows == ["llama3.1:70b", "llama3.2:1b", "qwen2.5-coder:7b"]
     only = html[html.index('data-model="llama3.1:70b"'):html.index('data-model="llama3.2:1b"')]
     assert "AirLLM only" in only and "70.6B" in only and "Q4_K_M" in only and "4.9 GB" in only
-    assert "Only the AirLLM server has this model" in only  # not switched on: it would go to Ollama and fail
+    # The service is on, the model's own switch is off: the warning names the switch, not the service.
+    assert ("Only the AirLLM server has this model, but its AirLLM switch (last column) is off: requests go to "
+            "Ollama and fail until the switch is on.") in only
     both = html[html.index('data-model="llama3.2:1b"'):html.index('data-model="qwen2.5-coder:7b"')]
     assert 'chip-ok">Ollama<' in both  # loaded on Ollama now
 

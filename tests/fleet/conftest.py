@@ -33,15 +33,15 @@ def nodes_view(proxy) -> dict:
 
 
 def every_worker_sees(proxy, check, what: str, timeout: float = 15.0):
-    """Each worker keeps its own probes: ask until `check(nodes)` held on as many answers in a row as workers."""
-    streak = 0
+    """Each worker keeps its own probes: ask /health (which names the worker) until `check(nodes)` held for every
+    worker, each `nodes` being {name: {"state", ...}} as that worker sees them."""
+    verdicts: dict[int, bool] = {}
 
     def held():
-        nonlocal streak
         with requests.Session() as fresh:  # a fresh connection may land on any worker
-            nodes = {n["name"]: n for n in fresh.get(f"{proxy.dashboard_url}/config/nodes", timeout=5).json()["nodes"]}
-        streak = streak + 1 if check(nodes) else 0
-        return streak >= 2 * proxy.workers
+            report = fresh.get(f"{proxy.proxy_url}/health", timeout=5).json()
+        verdicts[report["proxy"]["pid"]] = bool(check({n["name"]: n for n in report["nodes"]}))
+        return len(verdicts) >= proxy.workers and all(verdicts.values())
 
     wait_until(held, timeout, what)
 

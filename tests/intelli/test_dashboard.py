@@ -27,6 +27,8 @@ def test_routing_page_lists_models_chains_and_the_nav_link(app_in_process):
         assert name in text
     assert 'href="/routing"' in text and 'aria-current="page"' in text
     assert "Fallback chains" in text and "Try a prompt" in text
+    # Parameters in Ollama's units: an embedding model of 137M is not "0.14 B" (nor a tiny one "0 B").
+    assert '<td class="num">137M</td>' in text and '<td class="num">7.6B</td>' in text
 
 
 def test_htmx_post_without_csrf_is_refused(app_in_process):

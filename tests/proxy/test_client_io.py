@@ -59,10 +59,10 @@ def test_descriptors_beyond_1024_neither_abort_streams_nor_defeat_keep_alive(lon
         lines = [json.loads(line) for line in response.text.splitlines()]
         assert len(lines) == 4 and lines[-1]["done"] is True and time.monotonic() - started >= 2.5
 
-        before = upstream.state.accepted
+        before = upstream.state.connections
         for _ in range(5):
             assert requests.get(f"{server.proxy_url}/api/version", timeout=10).status_code == 200
-        assert upstream.state.accepted - before <= 1, "pooled upstream connections were all taken for dead"
+        assert upstream.state.connections - before <= 1, "pooled upstream connections were all taken for dead"
     finally:
         for sock in idle:
             sock.close()

@@ -6,7 +6,8 @@
   line i is written at t0 + i * delay. Knobs come from the request's `options` (or top-level for /v1):
   `fake_delay_ms`, `num_predict`/`max_tokens` (lines), `fake_break_after` (close the socket mid-stream),
   `fake_error_after` (send Ollama's mid-stream `{"error": ...}` line), `fake_status` (answer that status),
-  `fake_first_byte_delay_ms` (silence before the headers).
+  `fake_first_byte_delay_ms` (silence before the headers), `fake_eval_duration_ns` (the final line's
+  eval_duration; by default seconds, as a real generation reports).
 - Answers 404 `model 'x' not found` for models it does not list.
 - Records every request (method, path, query, headers, body), every stream the client abandoned, and counts
   the connections it accepted.
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
+EVAL_DURATION_NS = 2_600_000_000  # what every generation reports as eval_duration
 
 DEFAULT_MODELS = [
     {"name": "llama3.2:1b", "family": "llama", "parameter_size": "1.2B", "capabilities": ["completion", "tools"]},
@@ -57,12 +59,12 @@ class FakeState:
     abandoned: list = field(default_factory=list)  # (path, time) of streams whose client went away
     blobs: dict = field(default_factory=dict)
     loaded: set = field(default_factory=set)
-    accepted: int = 0  # TCP connections accepted so far: keep-alive reuse shows as few
+    connections: int = 0  # TCP connections accepted: keep-alive reuse shows as few
     lock: threading.Lock = field(default_factory=threading.Lock)
     busy: bool = False  # answer inference with Ollama's instant 503 "server busy" (its queue is full)
     active: dict = field(default_factory=dict)  # normalised model -> generations running now
     max_active: dict = field(default_factory=dict)  # normalised model -> the most that ever ran at once
-    connections: set = field(default_factory=set)  # open client sockets (kill() closes them)
+    open_sockets: set = field(default_factory=set)  # open client sockets (kill() closes them)
 
     def has_model(self, name: str | None) -> bool:
         return bool(name) and any(_norm(m["name"]) == _norm(name) for m in self.models)
@@ -84,12 +86,12 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         with self.state.lock:
-            self.state.accepted += 1
-            self.state.connections.add(self.connection)
+            self.state.connections += 1
+            self.state.open_sockets.add(self.connection)
 
     def finish(self):
         with self.state.lock:
-            self.state.connections.discard(self.connection)
+            self.state.open_sockets.discard(self.connection)
         super().finish()
 
     # -- plumbing ---------------------------------------------------------------------------------------
@@ -267,8 +269,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return dict(base, message={"role": "assistant", "content": text}, done=False)
             return dict(base, response=text, done=False)
 
-        final = dict(base, done=True, done_reason="stop", total_duration=1_000_000, load_duration=1000,
-                     prompt_eval_count=3, prompt_eval_duration=1000, eval_count=lines, eval_duration=500_000)
+        # Durations in nanoseconds, of the size a real generation reports (seconds: well past 2**31 ns).
+        final = dict(base, done=True, done_reason="stop", total_duration=3_100_000_000,
+                     load_duration=150_000_000, prompt_eval_count=3, prompt_eval_duration=450_000_000,
+                     eval_count=lines, eval_duration=int(options.get("fake_eval_duration_ns", EVAL_DURATION_NS)))
         if req.get("stream", True) is False:
             text = "".join(words)
             final.update({"message": {"role": "assistant", "content": text}} if chat else {"response": text})
@@ -305,7 +309,8 @@ class _Handler(BaseHTTPRequestHandler):
         inputs = req.get("input")
         inputs = [inputs] if isinstance(inputs, str) else inputs
         self._json(200, {"model": req["model"], "embeddings": [[0.6, 0.8] for _ in inputs],
-                         "total_duration": 1000, "load_duration": 10, "prompt_eval_count": len(inputs)})
+                         "total_duration": 2_300_000_000, "load_duration": 2_100_000_000,
+                         "prompt_eval_count": len(inputs)})
 
     def embeddings(self, body):
         req = self._parse(body)
@@ -481,7 +486,7 @@ class FakeOllama:
 
         self.stop()
         with self.state.lock:
-            sockets = list(self.state.connections)
+            sockets = list(self.state.open_sockets)
         for sock in sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)

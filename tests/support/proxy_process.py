@@ -12,6 +12,7 @@ from pathlib import Path
 import requests
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+STARTUP_PROBE_LINES = (b"Ollama answered at", b"Ollama did not answer", b"Ollama not probed")  # app/startup.py
 
 
 def free_port() -> int:
@@ -66,6 +67,7 @@ class ProxyProcess:
 
     def start(self) -> "ProxyProcess":
         gunicorn = Path(sys.executable).with_name("gunicorn")
+        since = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=PROJECT_ROOT,
                                         env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -73,10 +75,20 @@ class ProxyProcess:
         try:
             wait_for_http(f"{self.proxy_url}/health", process=self.process)
             wait_for_http(f"{self.dashboard_url}/health", process=self.process)
+            self._wait_for_startup_probe(since)
         except Exception:
             self.stop()
             raise RuntimeError(f"the proxy did not start:\n{self.log_tail()}") from None
         return self
+
+    def _wait_for_startup_probe(self, since: int, timeout: float = 15.0) -> None:
+        """Until app.startup has probed Ollama (gunicorn.conf.py's when_ready): a test that counts the requests its
+        fake Ollama received must not see that probe arrive in the middle."""
+        deadline = time.monotonic() + timeout
+        while not any(line in self.log_path.read_bytes()[since:] for line in STARTUP_PROBE_LINES):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise TimeoutError("the start-up probe of Ollama did not report")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Quick shutdown (SIGINT): a graceful one would wait for the test clients' idle keep-alive sockets."""

@@ -53,3 +53,28 @@ def test_upgrading_keeps_the_ollama_target_as_the_first_node(tmp_path):
     engine.dispose()
     assert [tuple(n) for n in nodes] == [(1, "gpu-box:11500", "gpu-box", 11500, 1, None, 1, 1.0, 0)]
     assert {"node", "route_reason"} <= columns
+
+
+def test_0004_keeps_sqlite_rows_and_the_auto_increment_id(tmp_path):
+    """The batch rebuild copies every row, and request_log.id stays INTEGER PRIMARY KEY (SQLite's rowid alias)."""
+    import sqlite3
+
+    from alembic import command
+
+    from app.db import alembic_config
+
+    path = tmp_path / "u.db"
+    cfg = alembic_config(f"sqlite:///{path}")
+    command.upgrade(cfg, "0003")
+    insert = ("INSERT INTO request_log (created_at, client, method, endpoint, backend, status, duration_ms, "
+              "streamed, eval_duration_ns) VALUES ('2026-12-01 10:00:00', ?, 'POST', '/api/chat', 'ollama', 200, "
+              "1.0, 0, ?)")
+    with sqlite3.connect(path) as db:
+        db.execute(insert, ("before", 2_000_000_000))
+    command.upgrade(cfg, "head")
+    with sqlite3.connect(path) as db:
+        db.execute(insert, ("after", 5_000_000_000))
+        rows = db.execute("SELECT id, client, eval_duration_ns FROM request_log ORDER BY id").fetchall()
+        declared = {name: kind for _, name, kind, *_ in db.execute("PRAGMA table_info(request_log)")}
+    assert rows == [(1, "before", 2_000_000_000), (2, "after", 5_000_000_000)]
+    assert declared["id"] == "INTEGER" and declared["eval_duration_ns"] == "BIGINT"
