@@ -11,6 +11,7 @@ from flask import Flask, jsonify
 from sqlalchemy.exc import IntegrityError
 
 from .models import AppSecret
+from .proxy.timeouts import ClientTimeout
 from .services import Services
 from .validation import ValidationError
 
@@ -37,6 +38,7 @@ def create_dashboard_app(services: Services) -> Flask:
     init_filters(app)
     app.teardown_appcontext(close_session)
     app.register_error_handler(ValidationError, validation_error_json)
+    app.register_error_handler(ClientTimeout, lambda exc: (jsonify({"error": str(exc)}), 408))
     app.register_blueprint(config_api_bp)
     from . import nodes_api
 

@@ -16,14 +16,10 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 from ..config import load_settings
 from .errors import error_payload, status_line
-from .timeouts import body_read_budget, next_check_in, pick_victim
+from .timeouts import ClientTimeout, body_read_budget, next_check_in, pick_victim
 
 _waiting: dict = {}  # handler -> (server, since): connections blocked on their client right now
 _rechecks: set = set()  # servers with a slot check scheduled
-
-
-class ClientTimeout(TimeoutError):
-    """The client sent its request too slowly (inbound answers 408)."""
 
 
 class _HeadCut(BaseException):

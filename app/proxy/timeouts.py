@@ -12,6 +12,10 @@ Pure rules; app/proxy/server.py applies them to gevent's pywsgi handler.
 """
 from __future__ import annotations
 
+class ClientTimeout(TimeoutError):
+    """The client sent its request too slowly: 408 on both ports."""
+
+
 BODY_RATE_BYTES = 1 << 20  # per CLIENT_BODY_TIMEOUT_S, on average
 EVICT_AFTER_S = 1.0
 

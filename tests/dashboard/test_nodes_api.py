@@ -41,6 +41,7 @@ def test_post_creates_a_node_201_and_get_config_airllm_lists_it(client):
     ({"port": 11434}, "host"),
     ({"host": "gpu-b"}, "port"),
     ({"host": "http://gpu-b", "port": 11434}, "host"),
+    ({"host": "169.254.169.254", "port": 80}, "host"),  # cloud metadata: only with ALLOW_LINK_LOCAL_TARGETS=1
     ({"host": "gpu-b", "port": 70000}, "port"),
     ({"host": "gpu-b", "port": 1, "vram_gb": 0}, "vram_gb"),
     ({"host": "gpu-b", "port": 1, "vram_gb": 5000}, "vram_gb"),

@@ -78,6 +78,15 @@ def test_a_stalled_blob_upload_gets_408_while_it_streams_to_ollama(short_timeout
     short_timeouts.wait_for_log(lambda r: r["endpoint"] == path and r["status"] == 408)
 
 
+def test_a_slow_body_on_the_dashboard_port_gets_408_too(short_timeouts):
+    sock = socket.create_connection(("127.0.0.1", short_timeouts.dashboard_port), timeout=15)
+    sock.sendall(b"POST /config/ollama HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n{\"ho")
+    head, body = reply(sock)
+    assert head.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in head  # werkzeug's phrase is upper-case
+    assert json.loads(body) == {"error": "no request body data for 1 s (CLIENT_BODY_TIMEOUT_S)"}
+
+
 def test_slow_headers_get_408_and_a_silent_connection_is_closed_quietly(short_timeouts):
     partial = send(short_timeouts, b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
     silent = send(short_timeouts, b"")
