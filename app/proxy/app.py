@@ -14,13 +14,14 @@ import urllib.parse
 
 from ..auth_throttle import FailureThrottle
 from ..fleet.pool import Pool
-from ..routing import AIRLLM, OLLAMA_FALLBACK, normalize_model_name
+from ..routing import AIRLLM, OLLAMA_FALLBACK
 from ..telemetry.records import RequestRecord
 from . import everywhere, management, pool_relay
 from .attempts import Attempt, LocalReply, model_attempts
 from .everywhere import Everywhere
 from .catalog import LISTS, decode_list, fetch_lists, merge_model_lists
-from .errors import error_response, json_response, status_line as failure_status_line
+from .errors import (error_response, is_model_not_found, is_route_not_found, json_response,
+                     status_line as failure_status_line)
 from .inbound import (ROUTED_BY_BODY, BadRequest, client_address, client_alive_probe, content_length,
                       forward_headers, is_api_path, iter_body, model_from_body, parse_json_body, prompt_text,
                       read_body)
@@ -172,6 +173,12 @@ class ProxyApp:
                 record.backend, record.model = attempt.label, attempt.model
                 return self._fail(start_response, record, path, 502,
                                   f"{BACKEND_NAMES.get(attempt.backend.name, 'the backend')} failed: {exc.message}")
+            if attempt.label == AIRLLM and upstream.status == 404 and is_route_not_found(upstream.read(), upstream):
+                upstream.close()
+                record.backend, record.model = attempt.label, attempt.model
+                return self._fail(start_response, record, path, 501,
+                                  f"the AirLLM server does not serve {path} (model {attempt.model} is routed to "
+                                  "AirLLM; turn its AirLLM switch off to send it to Ollama)")
             if fall_back:
                 upstream.close()
                 if ticket is not None:
@@ -278,10 +285,10 @@ class ProxyApp:
         if attempt.fallback_on_5xx and upstream.status >= 500:
             return True
         if attempt.fallback_on_not_found and upstream.status == 404:
-            # Only "model not found" moves on; any other 404 is the answer. The body is small JSON.
+            # Only "model not found" moves on; any other 404 (a route the backend lacks) is the answer.
             body = upstream.read()
             upstream.replay(body)
-            return b"not found" in body.lower()
+            return is_model_not_found(body)
         return False
 
     def _note_fallback(self, record: RequestRecord, attempt: Attempt, reason: str) -> None:

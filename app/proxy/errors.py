@@ -56,3 +56,22 @@ def stream_error_bytes(content_type: str, path: str, message: str, after_partial
         frame = json.dumps({"error": {"message": message, "type": "api_error", "param": None, "code": None}})
         return lead + b"data: " + frame.encode() + b"\n\n"
     return lead + json.dumps({"error": message}).encode() + b"\n"
+
+
+def is_model_not_found(body: bytes) -> bool:
+    """Ollama's JSON "model 'x' not found" (worth trying elsewhere), not gin's text "404 page not found" for a
+    route the server does not have."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return False
+    if isinstance(error, dict):  # the OpenAI envelope on /v1
+        error = error.get("message")
+    return isinstance(error, str) and "not found" in error.lower() and "page not found" not in error.lower()
+
+
+def is_route_not_found(body: bytes, upstream=None) -> bool:
+    """A 404 that names no model: the server has no such endpoint (an older AirLLM server, say)."""
+    if upstream is not None:
+        upstream.replay(body)
+    return not is_model_not_found(body)

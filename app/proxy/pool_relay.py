@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..fleet.line import ClientLeft, LineFull
 from ..fleet.pool import Pool, Ticket
 from ..routing import LOADED, SEND, NodeConfig, normalize_model_name
+from .errors import is_model_not_found
 from .upstream import ClientGone, UpstreamClient, UpstreamError, UpstreamResponse
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def _pass_over(pool: Pool, node: NodeConfig, upstream: UpstreamResponse, final: 
         return None if final else why
     body = upstream.read()[:ERROR_BODY_LIMIT]
     upstream.replay(body)
-    if final or b"not found" not in body.lower():
+    if final or not is_model_not_found(body):
         return None
     pool.model_missing(node)
     return "model not found there"

@@ -1,31 +1,18 @@
 """A fake fleet: several fake Ollama servers (real HTTP servers on loopback) behind one real proxy."""
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
 from tests.support.fake_ollama import FakeOllama
 from tests.support.proxy_process import ProxyProcess, free_port
+from tests.support.waiting import wait_until
 
 MODEL = {"family": "llama", "parameter_size": "1.2B", "capabilities": ["completion", "tools"]}
 
 
 def models(*names):
     return [dict(MODEL, name=name) for name in names]
-
-
-def wait_until(predicate, timeout: float = 15.0, what: str = "condition"):
-    """Poll `predicate` until it returns something truthy, or fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
 
 def nodes_view(proxy) -> dict:

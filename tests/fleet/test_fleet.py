@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import time
 
 import ollama
 import openai
@@ -34,8 +33,8 @@ def test_a_request_goes_to_the_node_that_has_its_model_loaded(fleet):
         assert coder.status_code == 200 and coder.headers["X-IntelliProxy-Node"] == "a"
         assert coder.json()["response"].startswith("node-a-")
         assert small.status_code == 200 and small.headers["X-IntelliProxy-Node"] == "b"
-    rows = wait_until(lambda: [r for r in records(proxy, node="b") if r["model"] == "llama3.2:1b"],
-                      what="the request log to show node b")
+    rows = wait_until(lambda: [r for r in records(proxy, node="b") if r["model"] == "llama3.2:1b"], 15,
+                      "the request log to show node b")
     assert rows[0]["route_reason"] == "loaded"
 
 
@@ -71,7 +70,7 @@ def test_a_busy_node_hands_over_to_the_next_before_the_first_byte(fleet):
         assert response.status_code == 200, response.text
         assert response.headers["X-IntelliProxy-Node"] == "a" and response.json()["response"].startswith("node-a")
         rows = wait_until(lambda: [r for r in records(proxy, node="a") if r["model"] == "llama3.2:1b"
-                                   and "retry after b" in (r["route_reason"] or "")], what="the retry in the log")
+                                   and "retry after b" in (r["route_reason"] or "")], 15, "the retry in the log")
         assert "server busy" in rows[0]["route_reason"]
     finally:
         b.state.busy = False
@@ -170,10 +169,9 @@ def test_disabling_a_node_moves_its_traffic_within_a_second(fleet):
     assert requests.patch(f"{proxy.dashboard_url}/config/nodes/{b_id}", json={"enabled": False},
                           timeout=5).status_code == 200
     try:
-        started = time.monotonic()
+        # every worker polls the config every 0.1 s here (1 s is the product's promise): 5 s is generous
         wait_until(lambda: all(generate(proxy, "llama3.2:1b").headers["X-IntelliProxy-Node"] == "a"
-                               for _ in range(4)), what="traffic to leave node b")
-        assert time.monotonic() - started < 5
+                               for _ in range(4)), 5, "traffic to leave node b")
     finally:
         requests.patch(f"{proxy.dashboard_url}/config/nodes/{b_id}", json={"enabled": True}, timeout=5)
     every_worker_sees(proxy, lambda n: n["b"]["state"] == "up", "node b enabled again")
