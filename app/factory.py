@@ -73,7 +73,7 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     from .intelli.setup import build_resolver
 
     resolver = build_resolver(services)
-    pool = Pool(settings, services.client)
+    pool = Pool(settings, services.client, watcher=watcher)
     pool.sync(watcher.table)
     services.extras["fleet"] = pool
     proxy_app = ProxyApp(settings, watcher, services.client, recorder, services.health, resolver, pool)

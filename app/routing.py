@@ -92,6 +92,16 @@ LOADED, FITS, EVICTS_IDLE, REPLICA = "loaded", "fits", "evicts idle", "replica"
 
 
 @dataclass(frozen=True, slots=True)
+class IdleModel:
+    """A model resident on a node with nothing in flight: what Ollama evicts first (least recently used first)."""
+
+    key: str
+    size_gb: float
+    last_used: float  # monotonic seconds
+    rate: float  # recent requests per second for it
+
+
+@dataclass(frozen=True, slots=True)
 class NodeState:
     """One node as the rule sees it, for one model."""
 
@@ -102,8 +112,7 @@ class NodeState:
     inflight_model: int  # requests for this model in flight there (all workers)
     inflight_total: int  # requests of any model in flight there
     free_gb: float | None = None  # vram_gb minus what is resident (None: the operator gave no vram_gb)
-    idle_gb: float = 0.0  # resident models with nothing in flight: what loading the model may evict
-    idle_last_used: float = 0.0  # the most recent use among those idle models (older is cheaper to evict)
+    idle: tuple = ()  # IdleModel, least recently used first
     loading: bool = False  # a load the proxy caused there has not answered yet (Ollama loads one at a time)
 
     @property
@@ -122,8 +131,9 @@ class ModelDemand:
     key: str  # normalised name
     size_gb: float | None  # expected VRAM use (from /api/ps once seen loaded, else /api/tags' size)
     waiting: int = 0  # requests for it waiting in the proxy's line (all workers), this one not included
-    service_s: float = 2.0  # recent mean duration of its requests
+    service_s: float | None = None  # recent mean duration of its requests (None: not measured yet)
     load_s_per_gb: float = 0.5  # how fast this fleet has loaded models so far
+    rate: float = 0.0  # recent requests per second for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,38 +145,44 @@ class Placement:
     detail: str = ""
 
 
-def _new_copy_kind(node: NodeState, size_gb: float | None) -> str | None:
-    """How a node would take a copy of a model it does not hold: FITS, EVICTS_IDLE, None (only by evicting busy
-    models, or unknown because the operator gave no vram_gb)."""
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """How a node would take a copy of a model it does not hold."""
+
+    node: NodeState
+    kind: str | None  # FITS, EVICTS_IDLE, or None (only by evicting busy models, or vram_gb unknown)
+    leftover_gb: float = 0.0  # free VRAM after the load (FITS)
+    evicted_rate: float = 0.0  # requests per second of what it would evict (EVICTS_IDLE)
+    evicted: tuple = ()  # the IdleModels it would evict
+
+    @property
+    def reason(self) -> str:
+        if self.kind is not None:
+            return self.kind
+        return "least busy" if self.node.free_gb is None else "evicts busy"
+
+    def rank(self):
+        """Fits before evicting idle models before the unknown. Fitting nodes: the tightest fit first (keeps large
+        holes for large models, so each node settles on a set that fits its VRAM). Evicting nodes: the one whose
+        evicted models are asked for least. Then a node not busy loading, weight and load."""
+        order = {FITS: 0, EVICTS_IDLE: 1, None: 2}[self.kind]
+        fit = self.leftover_gb if self.kind == FITS else self.evicted_rate if self.kind == EVICTS_IDLE else 0.0
+        node = self.node
+        return (order, round(fit, 3), node.loading, node.busyness(), -node.config.weight, node.config.id)
+
+
+def _copy(node: NodeState, size_gb: float | None) -> _Copy:
     if node.free_gb is None or size_gb is None:
-        return None
+        return _Copy(node, None)
     if size_gb <= node.free_gb:
-        return FITS
-    if size_gb <= node.free_gb + node.idle_gb:
-        return EVICTS_IDLE
-    return None
-
-
-def _copy_reason(node: NodeState, kind: str | None) -> str:
-    if kind is not None:
-        return kind
-    return "least busy" if node.free_gb is None else "evicts busy"
-
-
-def _copy_rank(node: NodeState, kind: str | None, size_gb: float | None):
-    """Sort key among nodes that would load the model: fits before evicting idle models before the unknown.
-
-    Fitting nodes: the tightest fit first (keeps large holes for large models, so each node ends up with a set that
-    fits its VRAM), a node that is not loading something else first. Evicting nodes: the one whose idle models were
-    used least recently. Then weight and load."""
-    order = {FITS: 0, EVICTS_IDLE: 1, None: 2}[kind]
-    if kind == FITS:
-        fit = node.free_gb - (size_gb or 0.0)
-    elif kind == EVICTS_IDLE:
-        fit = node.idle_last_used
-    else:
-        fit = 0.0
-    return (order, node.loading, fit, node.busyness(), -node.config.weight, node.config.id)
+        return _Copy(node, FITS, leftover_gb=node.free_gb - size_gb)
+    free, rate = node.free_gb, 0.0
+    for index, idle in enumerate(node.idle):  # Ollama evicts the least recently used idle models first
+        free += idle.size_gb
+        rate += idle.rate
+        if size_gb <= free:
+            return _Copy(node, EVICTS_IDLE, evicted_rate=rate, evicted=node.idle[:index + 1])
+    return _Copy(node, None)
 
 
 def place(demand: ModelDemand, nodes: list[NodeState] | tuple) -> Placement:
@@ -182,28 +198,42 @@ def place(demand: ModelDemand, nodes: list[NodeState] | tuple) -> Placement:
     loaded = sorted((n for n in pool if n.resident),
                     key=lambda n: (not n.has_free_slot, n.inflight_model / n.config.num_parallel,
                                    n.busyness(), -n.config.weight, n.config.id))
-    others = sorted(((n, _new_copy_kind(n, demand.size_gb)) for n in pool if not n.resident),
-                    key=lambda item: _copy_rank(item[0], item[1], demand.size_gb))
+    copies = sorted((_copy(n, demand.size_gb) for n in pool if not n.resident), key=_Copy.rank)
 
-    def plan(first: list[tuple[NodeState, str]]) -> Placement:
-        chosen = {id(n) for n, _ in first}
-        rest = [(n, LOADED) for n in loaded if id(n) not in chosen]
-        rest += [(n, _copy_reason(n, kind)) for n, kind in others if id(n) not in chosen]
-        return Placement(SEND, tuple((n.config, why) for n, why in first + rest))
+    def plan(first: NodeState, reason: str) -> Placement:
+        rest = [(n, LOADED) for n in loaded if n is not first]
+        rest += [(c.node, c.reason) for c in copies if c.node is not first]
+        return Placement(SEND, ((first.config, reason),) + tuple((n.config, why) for n, why in rest))
 
     if loaded and loaded[0].has_free_slot:
-        return plan([(loaded[0], LOADED)])
+        return plan(loaded[0], LOADED)
     if not loaded:
-        return plan([(others[0][0], _copy_reason(*others[0]))])
+        return plan(copies[0].node, copies[0].reason)
     if len(enabled) == 1:
-        return plan([(loaded[0], LOADED)])  # one node: Ollama's own queue, exactly as without a pool
-
-    # Every copy is at capacity: a second copy if the line is long and loading beats waiting, else wait.
-    if others and demand.waiting >= REPLICATE_AFTER_WAITING and others[0][1] in (FITS, EVICTS_IDLE):
-        node, kind = others[0]
-        slots = sum(n.config.num_parallel for n in loaded)
-        wait_s = (demand.waiting + 1) * demand.service_s / max(slots, 1)
-        load_s = (demand.size_gb or 0.0) * demand.load_s_per_gb
-        if load_s < wait_s:
-            return plan([(node, REPLICA)])
+        return plan(loaded[0], LOADED)  # one node: Ollama's own queue, exactly as without a pool
+    replica = _replica(demand, loaded, copies)
+    if replica is not None:
+        return plan(replica, REPLICA)
     return Placement(WAIT, (), f"all {len(loaded)} loaded copies busy")
+
+
+def _replica(demand: ModelDemand, loaded: list[NodeState], copies: list[_Copy]) -> NodeState | None:
+    """Every copy is at capacity: a node for another copy when that saves more waiting than it costs.
+
+    Waiting: the line drains through the loaded copies' slots, `service_s` per request. A copy helps only after it
+    has loaded, so it saves each waiting request at most (wait - load). Evicting idle models costs their reload when
+    next asked for, plus the requests that arrive for them meanwhile. A copy that fits in free VRAM costs nothing."""
+    if demand.waiting < REPLICATE_AFTER_WAITING or demand.service_s is None or demand.size_gb is None:
+        return None
+    slots = sum(n.config.num_parallel for n in loaded)
+    wait_s = (demand.waiting + 1) * demand.service_s / max(slots, 1)
+    speed = demand.load_s_per_gb
+    for copy in copies:
+        if copy.kind not in (FITS, EVICTS_IDLE):
+            continue
+        load_s = demand.size_gb * speed * (2 if copy.node.loading else 1)  # it finishes its current load first
+        saved = demand.waiting * max(0.0, wait_s - load_s) / 2
+        cost = sum(m.size_gb * speed * (1 + m.rate * m.size_gb * speed) for m in copy.evicted)
+        if saved > cost and load_s < wait_s:
+            return copy.node
+    return None

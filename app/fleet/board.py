@@ -11,6 +11,7 @@ claim a worker row or a model slot, which happens once per worker and once per m
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mmap
 import os
@@ -74,9 +75,9 @@ def _process_lock():
     try:
         import multiprocessing
 
-        return multiprocessing.get_context("fork").Lock()
+        return multiprocessing.get_context("fork").RLock()  # re-entrant: a locked step may claim a model slot
     except (ImportError, OSError, ValueError):
-        return threading.Lock()
+        return threading.RLock()
 
 
 class Board:
@@ -107,6 +108,16 @@ class Board:
         acquired = self._lock.acquire(timeout=1.0)  # a worker killed inside the lock must not freeze the rest
         try:
             return fn()
+        finally:
+            if acquired:
+                self._lock.release()
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the board's lock (across workers) for a decide-then-count step; microseconds, no I/O inside."""
+        acquired = self._lock.acquire(timeout=1.0)
+        try:
+            yield
         finally:
             if acquired:
                 self._lock.release()

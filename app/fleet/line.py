@@ -35,12 +35,13 @@ class WaitingLine:
 
     def wait(self, key: str, model_slot: int, replan, client_alive=None):
         """Wait for `replan()` (called at the head of the line) to return a placement that sends; return it."""
-        if self.board.total_waiting() >= self.max_queue:
+        self.board.add_waiting(model_slot, 1)
+        if self.board.total_waiting() > self.max_queue:  # counted after joining: two workers can't both slip in
+            self.board.add_waiting(model_slot, -1)
             raise LineFull(f"the proxy's waiting line is full ({self.max_queue} requests, PROXY_MAX_QUEUE)", 5)
         wake = threading.Event()
         line = self._lines.setdefault(key, collections.deque())
         line.append(wake)
-        self.board.add_waiting(model_slot, 1)
         started = time.monotonic()
         next_client_check = started + CLIENT_CHECK_SECONDS
         try:

@@ -3,10 +3,11 @@ estimates the rule needs, and the snapshot handed to `app.routing.place` for eac
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
-from ..routing import ModelDemand, NodeConfig, NodeState, Placement, place
+from ..routing import LOADED, SEND, IdleModel, ModelDemand, NodeConfig, NodeState, Placement, place
 from . import board as board_module
 from .line import WaitingLine
 from .probes import TAGS_AFTER_404_SECONDS, NodeProber, NodeView
@@ -15,6 +16,8 @@ log = logging.getLogger(__name__)
 TOTAL = 0  # board model slot 0 counts every request of a node (model slots start at 1)
 UNSEEN_SIZE_FACTOR = 1.1  # VRAM use of a model never seen loaded: its file size plus room for the KV cache
 EWMA = 0.2
+MIN_SERVICE_SAMPLES = 3  # a model's request duration counts for replication only once measured this often
+RATE_WINDOW_S = 20.0
 
 
 @dataclass
@@ -35,22 +38,42 @@ class Estimates:
 
     def __init__(self):
         self.sizes: dict[str, float] = {}  # normalised name -> VRAM GB, from /api/ps
-        self.service: dict[str, float] = {}  # normalised name -> mean request seconds
+        self.size_ratio = UNSEEN_SIZE_FACTOR  # VRAM use / file size, learned from the models seen loaded
+        self.service: dict[str, tuple[float, int]] = {}  # normalised name -> (mean request seconds, samples)
         self.load_s_per_gb = 0.5
+        self._rates: dict[str, tuple[float, float, float]] = {}  # name -> (decayed count, at, first seen)
 
     def size_of(self, key: str, views) -> float | None:
         if key in self.sizes:
             return self.sizes[key]
         listed = [v.listed[key] for v in views if key in v.listed and v.listed[key]]
-        return max(listed) * UNSEEN_SIZE_FACTOR if listed else None
+        return max(listed) * self.size_ratio if listed else None
+
+    def seen_loaded(self, key: str, size_gb: float, file_gb: float | None) -> None:
+        self.sizes[key] = size_gb
+        if file_gb:
+            self.size_ratio += EWMA * (size_gb / file_gb - self.size_ratio)
+
+    def service_of(self, key: str) -> float | None:
+        mean, samples = self.service.get(key, (0.0, 0))
+        return mean if samples >= MIN_SERVICE_SAMPLES else None
 
     def observed_service(self, key: str, seconds: float) -> None:
-        old = self.service.get(key)
-        self.service[key] = seconds if old is None else old + EWMA * (seconds - old)
+        mean, samples = self.service.get(key, (seconds, 0))
+        self.service[key] = (mean + EWMA * (seconds - mean) if samples else seconds, samples + 1)
 
     def observed_load(self, size_gb: float, seconds: float) -> None:
         if size_gb > 0.1:
             self.load_s_per_gb += EWMA * (seconds / size_gb - self.load_s_per_gb)
+
+    def arrived(self, key: str, now: float) -> None:
+        count, at, first = self._rates.get(key, (0.0, now, now))
+        self._rates[key] = (count * math.exp((at - now) / RATE_WINDOW_S) + 1.0, now, first)
+
+    def rate(self, key: str, now: float) -> float:
+        """Requests per second over about the last RATE_WINDOW_S (this worker's share)."""
+        count, at, first = self._rates.get(key, (0.0, now, now))
+        return count * math.exp((at - now) / RATE_WINDOW_S) / min(RATE_WINDOW_S, max(1.0, now - first))
 
 
 def pool_nodes(table) -> tuple:
@@ -62,8 +85,9 @@ def pool_nodes(table) -> tuple:
 
 
 class Pool:
-    def __init__(self, settings: dict, client, board=None):
+    def __init__(self, settings: dict, client, board=None, watcher=None):
         self.client = client
+        self.watcher = watcher  # when given, status() follows its table even if no request arrived
         self.board = board or board_module.shared()
         self.views: dict[int, NodeView] = {}
         self._probers: dict[int, NodeProber] = {}
@@ -104,13 +128,14 @@ class Pool:
 
     def _seen_loaded(self, view: NodeView, key: str, size_gb: float) -> None:
         if size_gb > 0:
-            self.estimates.sizes[key] = size_gb
+            self.estimates.seen_loaded(key, size_gb, view.listed.get(key))
         self.board.observe_present(self.board.model_slot(key), view.config.slot, True)
 
     # -- the snapshot and the rule -------------------------------------------------------------------------
 
     def node_states(self, key: str, model_slot: int) -> list[NodeState]:
         board, estimates = self.board, self.estimates
+        now = time.monotonic()
         states = []
         for view in self.views.values():
             config = view.config
@@ -118,37 +143,44 @@ class Pool:
             sent = board.last_sent(model_slot, config.slot)
             resident = key in view.loaded or inflight > 0 or sent >= view.ps_at >= 0 or \
                 (view.ps_at < 0 and sent > 0)
-            free_gb, idle_gb, idle_used = None, 0.0, 0.0
+            free_gb, idle = None, []
             if config.vram_gb is not None:
                 used = 0.0
                 for other, size in view.loaded.items():
                     used += size
                     other_slot = board.model_slot(other)
-                    if board.inflight(other_slot, config.slot) == 0:
-                        idle_gb += size
-                        idle_used = max(idle_used, board.last_sent(other_slot, config.slot))
+                    if other != key and board.inflight(other_slot, config.slot) == 0:
+                        idle.append(IdleModel(other, size, board.last_sent(other_slot, config.slot),
+                                              estimates.rate(other, now)))
                 for other in view.listed:  # loads the proxy started that /api/ps does not show yet
-                    if other not in view.loaded:
-                        other_slot = board.model_slot(other)
-                        if board.last_sent(other_slot, config.slot) >= view.ps_at:
-                            used += estimates.size_of(other, (view,)) or 0.0
+                    if other not in view.loaded and self._pending(view, board.model_slot(other)):
+                        used += estimates.size_of(other, (view,)) or 0.0
                 free_gb = config.vram_gb - used
+                idle.sort(key=lambda m: m.last_used)
             states.append(NodeState(
                 config=config, up=view.up, lists_model=key in view.listed or not view.tags_at,
                 resident=resident, inflight_model=inflight, inflight_total=board.inflight(TOTAL, config.slot),
-                free_gb=free_gb, idle_gb=idle_gb, idle_last_used=idle_used,
-                loading=self._loading(view)))
+                free_gb=free_gb, idle=tuple(idle), loading=self._loading(view)))
         return states
 
+    def _pending(self, view: NodeView, model_slot: int) -> bool:
+        """The proxy sent the model there after the last /api/ps was asked, or it has not answered yet (Ollama's
+        /api/ps lists a model only once it is loaded)."""
+        board, slot = self.board, view.config.slot
+        sent = board.last_sent(model_slot, slot)
+        if sent <= 0:
+            return False
+        return sent >= view.ps_at or (board.last_head(model_slot, slot) < sent and board.inflight(model_slot, slot) > 0)
+
     def _loading(self, view: NodeView) -> bool:
-        """A model the proxy sent there is not in /api/ps yet and has not answered: Ollama is loading it."""
+        """A model the proxy sent there has not answered and is not in /api/ps: Ollama is loading it."""
         board, slot = self.board, view.config.slot
         for other in view.listed:
             if other in view.loaded:
                 continue
             other_slot = board.model_slot(other)
             sent = board.last_sent(other_slot, slot)
-            if sent >= view.ps_at and board.last_head(other_slot, slot) < sent:
+            if sent > 0 and board.last_head(other_slot, slot) < sent and board.inflight(other_slot, slot) > 0:
                 return True
         return False
 
@@ -156,11 +188,24 @@ class Pool:
         estimates = self.estimates
         return ModelDemand(key=key, size_gb=estimates.size_of(key, self.views.values()),
                            waiting=max(0, self.board.waiting(model_slot) - waiting_self),
-                           service_s=estimates.service.get(key, 2.0), load_s_per_gb=estimates.load_s_per_gb)
+                           service_s=estimates.service_of(key), load_s_per_gb=estimates.load_s_per_gb,
+                           rate=estimates.rate(key, time.monotonic()))
 
     def placement(self, key: str, waiting_self: int = 0) -> Placement:
         model_slot = self.board.model_slot(key)
+        if not waiting_self:
+            self.estimates.arrived(key, time.monotonic())
         return place(self.demand(key, model_slot, waiting_self), self.node_states(key, model_slot))
+
+    def claim(self, key: str, waiting_self: int = 0) -> tuple[Placement, Ticket | None]:
+        """Place and take the chosen node's slot in one step, locked across workers: two workers deciding at the
+        same moment must not both see the last free slot."""
+        with self.board.locked():
+            placement = self.placement(key, waiting_self)
+            if placement.action != SEND:
+                return placement, None
+            node, reason = placement.candidates[0]
+            return placement, self.acquire(node, key, cold=reason != LOADED)
 
     # -- carrying it out ----------------------------------------------------------------------------------
 
@@ -191,9 +236,8 @@ class Pool:
         ticket.released = True
         self.board.add_inflight(ticket.model_slot, ticket.node.slot, -1)
         self.board.add_inflight(TOTAL, ticket.node.slot, -1)
-        self.board.mark_sent(ticket.model_slot, ticket.node.slot, time.monotonic())  # last use, for LRU
-        if ok and ticket.first_byte is not None:
-            self.estimates.observed_service(ticket.key, time.monotonic() - ticket.sent)
+        if ok and ticket.first_byte is not None:  # how long a slot is held, loads and Ollama's queue left out
+            self.estimates.observed_service(ticket.key, time.monotonic() - ticket.first_byte)
         self.line.slot_freed(ticket.key)
 
     def node_failed(self, node: NodeConfig, why: str) -> None:
@@ -214,6 +258,8 @@ class Pool:
     # -- what the dashboard and the API show ----------------------------------------------------------------
 
     def status(self) -> dict[int, dict]:
+        if self.watcher is not None:
+            self.sync(self.watcher.table)
         board = self.board
         out = {}
         for node_id, view in self.views.items():

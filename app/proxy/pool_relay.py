@@ -39,23 +39,27 @@ class PoolOutcome:
 
 
 def placement_for(pool: Pool, key: str | None, inference: bool, client_alive):
-    """Candidates for a request: (node, reason) pairs. Inference may wait in the line; LineFull/ClientLeft raise."""
+    """Candidates for a request, as (node, reason) pairs, and the first one's ticket when it is inference.
+
+    Inference may wait in the line (LineFull and ClientLeft are raised)."""
     if key is None:
         views = pool.up_views()
         ranked = sorted(views, key=lambda v: (v.state != "up", v.config.id))
-        return [(v.config, "any node") for v in ranked]
-    placement = pool.placement(key)
+        return [(v.config, "any node") for v in ranked], None
+    if not inference:
+        placement = pool.placement(key)
+        candidates = placement.candidates or tuple((v.config, "any node") for v in pool.up_views())
+        return list(candidates), None
+    placement, ticket = pool.claim(key)
     if placement.action != SEND:
-        if not inference:
-            return [(v.config, "any node") for v in pool.up_views()]
         model_slot = pool.board.model_slot(key)
 
         def replan():
-            again = pool.placement(key, waiting_self=1)
-            return again if again.action == SEND else None
+            again = pool.claim(key, waiting_self=1)
+            return again if again[0].action == SEND else None
 
-        placement = pool.line.wait(key, model_slot, replan, client_alive)
-    return list(placement.candidates)
+        placement, ticket = pool.line.wait(key, model_slot, replan, client_alive)
+    return list(placement.candidates), ticket
 
 
 def send(pool: Pool, client: UpstreamClient, method: str, target: str, headers: list, body, body_length,
@@ -65,7 +69,10 @@ def send(pool: Pool, client: UpstreamClient, method: str, target: str, headers: 
     key = normalize_model_name(model) if model else None
     outcome = PoolOutcome()
     try:
-        candidates = list(only) if only else placement_for(pool, key, inference and key is not None, client_alive)
+        if only:
+            candidates, claimed = list(only), None
+        else:
+            candidates, claimed = placement_for(pool, key, inference and key is not None, client_alive)
     except LineFull as exc:
         outcome.status, outcome.message, outcome.retry_after = 503, exc.message, exc.retry_after
         return outcome
@@ -75,7 +82,10 @@ def send(pool: Pool, client: UpstreamClient, method: str, target: str, headers: 
     replayable = body is None or isinstance(body, (bytes, bytearray))
     for index, (node, reason) in enumerate(candidates):
         final = index == len(candidates) - 1 or not replayable
-        ticket = pool.acquire(node, key, cold=reason != LOADED) if inference and key else None
+        if index == 0 and claimed is not None:
+            ticket = claimed
+        else:
+            ticket = pool.acquire(node, key, cold=reason != LOADED) if inference and key else None
         try:
             upstream = client.request(method, node.host, node.port, target, headers, body, body_length,
                                       client_alive=client_alive, head_timeout=head_timeout)

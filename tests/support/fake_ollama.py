@@ -59,6 +59,10 @@ class FakeState:
     blobs: dict = field(default_factory=dict)
     loaded: set = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    busy: bool = False  # answer inference with Ollama's instant 503 "server busy" (its queue is full)
+    active: dict = field(default_factory=dict)  # normalised model -> generations running now
+    max_active: dict = field(default_factory=dict)  # normalised model -> the most that ever ran at once
+    connections: set = field(default_factory=set)  # open client sockets (kill() closes them)
 
     def has_model(self, name: str | None) -> bool:
         return bool(name) and any(_norm(m["name"]) == _norm(name) for m in self.models)
@@ -76,6 +80,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # keep test output quiet
         pass
+
+    def setup(self):
+        super().setup()
+        with self.state.lock:
+            self.state.connections.add(self.connection)
+
+    def finish(self):
+        with self.state.lock:
+            self.state.connections.discard(self.connection)
+        super().finish()
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -217,7 +231,27 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(int(options["fake_status"]), {"error": f"fake failure from {self.state.name}"})
         if not self.state.has_model(name):
             return self._json(404, {"error": f"model '{name or ''}' not found"})
-        self.state.loaded.add(_norm(name))
+        if self.state.busy:
+            return self._json(503, {"error": "server busy, please try again.  maximum pending requests exceeded"})
+        key = _norm(name)
+        with self.state.lock:
+            self.state.loaded.add(key)
+            self.state.active[key] = self.state.active.get(key, 0) + 1
+            self.state.max_active[key] = max(self.state.max_active.get(key, 0), self.state.active[key])
+        self._running = key
+        try:
+            self._generate(req, chat, name, options)
+        finally:
+            self._generation_done()
+
+    def _generation_done(self) -> None:
+        """The slot frees as the last line goes out (as in Ollama), not when this thread gets round to it."""
+        key, self._running = getattr(self, "_running", None), None
+        if key is not None:
+            with self.state.lock:
+                self.state.active[key] -= 1
+
+    def _generate(self, req: dict, chat: bool, name: str, options: dict):
         empty = not req.get("messages") if chat else not req.get("prompt")
         base = {"model": name, "created_at": _now()}
         if empty:
@@ -259,6 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
         wait = t0 + lines * delay - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+        self._generation_done()
         self._chunk(json.dumps(final).encode() + b"\n")
         self._end_stream()
 
@@ -363,6 +398,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.state.has_model(req.get("model")):
             return self._json(404, {"error": {"message": f"model '{req.get('model')}' not found",
                                               "type": "not_found_error", "param": None, "code": None}})
+        if self.state.busy:
+            return self._json(503, {"error": {"message": "server busy, please try again.  maximum pending requests "
+                                              "exceeded", "type": "api_error", "param": None, "code": None}})
         lines = int(req.get("max_tokens") or 5)
         delay = float(req.get("fake_delay_ms", 0)) / 1000
         words = [f"{self.state.name}-{i} " for i in range(lines)]
@@ -438,6 +476,19 @@ class FakeOllama:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def kill(self) -> None:
+        """Die like a crashed server: stop listening and drop every open connection, keep-alive ones too."""
+        import socket
+
+        self.stop()
+        with self.state.lock:
+            sockets = list(self.state.connections)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def requests_to(self, path: str) -> list[Received]:
         with self.state.lock:
