@@ -44,6 +44,9 @@ def on_starting(server):
     from app.fleet import board
 
     board.prepare()  # the workers' shared in-flight counters: made before the fork, so every worker sees them
+    from app import auth_throttle
+
+    auth_throttle.prepare()  # failed-authentication counts per address, shared the same way
 
 
 def when_ready(server):

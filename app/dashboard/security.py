@@ -11,7 +11,7 @@ Access:
 
 Guessing: wrong tokens (Bearer header or login form) count per client address; after 10 a minute that address
 gets 429 with Retry-After, even with the right token, until the oldest failure is a minute old (app.auth_throttle,
-per worker). Session cookies are signed, so requests carrying one are never throttled.
+shared by the workers of one host). Session cookies are signed, so requests carrying one are never throttled.
 
 CSRF, for POST/PUT/PATCH/DELETE:
 - A request authenticated by the Bearer header needs no token: browsers never add that header on their own.
@@ -38,7 +38,7 @@ from flask import (Flask, Response, current_app, g, jsonify, make_response, redi
                    session, url_for)
 from flask.sessions import SecureCookieSessionInterface
 
-from ..auth_throttle import FailureThrottle
+from .. import auth_throttle
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPEN_ENDPOINTS = frozenset({"static", "health", "auth.login"})
@@ -78,7 +78,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
-    app.extensions["auth_throttle"] = FailureThrottle()
+    app.extensions["auth_throttle"] = auth_throttle.for_port("dashboard")
     app.before_request(_guard)
     app.after_request(_add_headers)
 

@@ -12,7 +12,7 @@ import logging
 import time
 import urllib.parse
 
-from ..auth_throttle import FailureThrottle
+from .. import auth_throttle
 from ..fleet.pool import Pool
 from ..routing import AIRLLM, OLLAMA_FALLBACK
 from ..telemetry.records import RequestRecord
@@ -49,7 +49,7 @@ class ProxyApp:
         self.resolver = resolver  # the virtual model and fallback chains (app.intelli), if configured
         self.max_body = int(settings["MAX_REQUEST_MB"] * 1024 * 1024)
         self.api_keys = tuple(settings["PROXY_API_KEYS"])
-        self.auth_failures = FailureThrottle()  # per worker: wrong API keys per client address
+        self.auth_failures = auth_throttle.for_port("proxy")  # wrong API keys per client address
         self.store_prompts = settings["STORE_PROMPTS"]
 
     def __call__(self, environ, start_response):

@@ -2,6 +2,8 @@
 keys (or the dashboard's ADMIN_TOKEN) is throttled per client address."""
 from __future__ import annotations
 
+import time
+
 import ollama
 import openai
 import pytest
@@ -83,3 +85,35 @@ def test_admin_token_guessing_on_the_dashboard_port_gets_429(locked_proxy):
     assert refused.status_code == 429 and "too many failed authentication" in refused.json()["error"]
     assert int(refused.headers["Retry-After"]) >= 1
     assert good.get(f"{url}/stats", headers=bearer(ADMIN_TOKEN), timeout=5).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, fake_ollama):
+    server = ProxyProcess(tmp_path_factory.mktemp("keys2") / "k.db", workers=2, env={
+        "OLLAMA_HOST": f"127.0.0.1:{fake_ollama.port}", "PROXY_API_KEYS": "key-one"}).start()
+    yield server
+    server.stop()
+
+
+def connections_on_each_worker(server, source: str, deadline_s: float = 20.0) -> dict:
+    """{worker pid: a keep-alive session from `source` held by that worker}, one per worker."""
+    by_pid, deadline = {}, time.monotonic() + deadline_s
+    while len(by_pid) < server.workers:
+        assert time.monotonic() < deadline, f"connections reached only workers {list(by_pid)}"
+        session = client_from(source)
+        pid = session.get(f"{server.proxy_url}/health", timeout=5).json()["proxy"]["pid"]
+        by_pid.setdefault(pid, session)
+    return by_pid
+
+
+def test_failures_on_one_worker_count_on_the_others(two_workers):
+    """The table is shared by the workers (gunicorn's master makes it before the fork): 5 wrong keys through each
+    of two workers block the address on both, where per-worker tables would each have seen only 5."""
+    first, second = connections_on_each_worker(two_workers, "127.0.0.31").values()
+    url = f"{two_workers.proxy_url}/api/tags"
+    for attempt in range(5):
+        for session in (first, second):
+            assert session.get(url, headers=bearer(f"guess-{attempt}"), timeout=5).status_code == 401
+    for session in (first, second):
+        assert session.get(url, headers=bearer("key-one"), timeout=5).status_code == 429
+    assert client_from("127.0.0.32").get(url, headers=bearer("key-one"), timeout=5).status_code == 200
