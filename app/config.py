@@ -12,7 +12,8 @@ from .hostparse import parse_ollama_host
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The variables that seed the routing config on first start (app.env_drift reports those that differ later).
-SEED_VARIABLES = ("OLLAMA_HOST", "OLLAMA_PORT", "AIRLLM_ENABLED", "AIRLLM_HOST", "AIRLLM_PORT", "OLLAMA_USE_AIRLLM")
+SEED_VARIABLES = ("OLLAMA_HOST", "OLLAMA_PORT", "OLLAMA_HOSTS", "AIRLLM_ENABLED", "AIRLLM_HOST", "AIRLLM_PORT",
+                  "OLLAMA_USE_AIRLLM")
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
