@@ -15,7 +15,9 @@ bind = [f"{_host}:{os.environ.get('PROXY_PORT', '9998')}", f"{_host}:{os.environ
 # gevent_pywsgi: gunicorn's gevent worker on gevent's own HTTP server. Measured in development: 164 µs of
 # server CPU per proxied request against 246 µs with the plain "gevent" worker.
 # Streams need an async worker either way: one greenlet per connection.
-worker_class = "gevent_pywsgi"
+# app.proxy.server.ProxyWorker is that worker with client timeouts (CLIENT_HEADER_TIMEOUT_S, CLIENT_BODY_TIMEOUT_S,
+# KEEPALIVE_SECONDS for idle connections), which gevent's server does not have.
+worker_class = "app.proxy.server.ProxyWorker"
 # Default: half the cores, at least one. The proxy usually shares its host with Ollama, which needs the CPU more,
 # and one gevent worker already relays thousands of concurrent streams: on the 2-core benchmark machine one
 # worker opened 300 streams as fast as two (S5 TTFC p99 94 ms either way) in 94 MB instead of 148 MB.
@@ -39,6 +41,9 @@ def on_starting(server):
     from app.config import load_settings
 
     os.environ["INTELLIPROXY_MIGRATED"] = load_settings()["DATABASE_URL"]
+    from app.fleet import board
+
+    board.prepare()  # the workers' shared in-flight counters: made before the fork, so every worker sees them
 
 
 def when_ready(server):
@@ -57,3 +62,7 @@ def worker_exit(server, worker):
     if services is not None:
         services.recorder.stop()
         services.watcher.stop()
+        fleet = services.extras.get("fleet")
+        if fleet is not None:
+            fleet.stop()
+            fleet.board.release_row()

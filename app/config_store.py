@@ -15,6 +15,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import ModelFlag, ProxyConfig, utcnow
+from .node_store import load_nodes, node_json_config, seed_nodes, set_first_node_target, single_node
+from .offload import in_transaction, run_blocking
 from .routing import AIRLLM, OLLAMA, Backend, RoutingTable, normalize_model_name
 from .validation import ValidationError, validate_bool, validate_host, validate_model_name, validate_port
 
@@ -23,8 +25,12 @@ CONFIG_ROW_ID = 1
 
 
 def seed_config(session: Session, settings: dict) -> bool:
-    """Insert the config row from the environment if the database has none. True when it seeded."""
-    if session.get(ProxyConfig, CONFIG_ROW_ID) is not None:
+    """Insert the config row and the node pool from the environment if the database has none. True when it
+    seeded. (An existing database without nodes, which the 0005 migration rules out, gets its stored target.)"""
+    row = session.get(ProxyConfig, CONFIG_ROW_ID)
+    if row is not None:
+        if not load_nodes(session):
+            seed_nodes(session, single_node(row.ollama_host, row.ollama_port))
         return False
     session.add(ProxyConfig(
         id=CONFIG_ROW_ID,
@@ -34,8 +40,11 @@ def seed_config(session: Session, settings: dict) -> bool:
         use_airllm_default=settings["SEED_USE_AIRLLM_DEFAULT"], version=1, updated_at=utcnow(),
     ))
     session.flush()
-    log.info("seeded routing config from the environment: Ollama at %s:%s",
-             settings["SEED_OLLAMA_HOST"], settings["SEED_OLLAMA_PORT"])
+    specs = settings.get("SEED_OLLAMA_NODES") or single_node(settings["SEED_OLLAMA_HOST"],
+                                                              settings["SEED_OLLAMA_PORT"])
+    seed_nodes(session, specs)
+    log.info("seeded routing config from the environment: Ollama at %s",
+             ", ".join(f"{spec.host}:{spec.port}" for spec in specs))
     return True
 
 
@@ -50,13 +59,15 @@ def load_routing_table(session: Session) -> RoutingTable:
     """Read the whole routing config into an immutable snapshot."""
     row = _config_row(session)
     flags = {name: flag for name, flag in session.execute(select(ModelFlag.name, ModelFlag.use_airllm))}
+    nodes = load_nodes(session)
     return RoutingTable(
-        ollama=Backend(OLLAMA, row.ollama_host, row.ollama_port),
+        ollama=nodes[0].backend if nodes else Backend(OLLAMA, row.ollama_host, row.ollama_port),
         airllm=Backend(AIRLLM, row.airllm_host, row.airllm_port),
         airllm_enabled=row.airllm_enabled,
         use_airllm_default=row.use_airllm_default,
         model_flags=flags,
         version=row.version,
+        nodes=nodes,
     )
 
 
@@ -74,11 +85,10 @@ def apply_change(services, change: Callable[[Session], object]) -> RoutingTable:
     it at once (every other worker and replica follows within a poll). Returns this worker's new table.
 
     Every write to the routing config (targets, flags, IntelliProxyLLM's attributes and fallbacks) goes through
-    here; a ValidationError raised by `change` rolls the transaction back and propagates.
+    here; a ValidationError raised by `change` rolls the transaction back and propagates. The transaction runs
+    in a native thread (app.offload): waiting for another process's write lock must not stop this worker's streams.
     """
-    with services.session_factory.begin() as session:
-        change(session)
-        _bump(session)
+    in_transaction(services.session_factory, lambda session: (change(session), _bump(session)))
     return services.watcher.refresh(force=True)
 
 
@@ -93,19 +103,21 @@ def config_as_json(table: RoutingTable) -> dict:
         "use_airllm_default": table.use_airllm_default,
         "model_config": dict(sorted(table.model_flags.items())),
         "version": table.version,  # grows with every change; /health shows the version each worker uses
+        "ollama_nodes": [node_json_config(node) for node in table.nodes],
     }
 
 
 def set_ollama_target(session: Session, host=None, port=None) -> None:
-    """Change the Ollama target; a field left out keeps its value. All fields are validated before any write.
+    """Change the Ollama target (the pool's first node); a field left out keeps its value. All fields are
+    validated before any write.
 
     Like the other setters, run it through `apply_change`, which bumps the version so every worker follows."""
     if host is None and port is None:
         raise ValidationError("host", "give host and/or port")
-    row = _config_row(session)
-    new_host = row.ollama_host if host is None else validate_host(host, "host")
-    new_port = row.ollama_port if port is None else validate_port(port, "port")
-    row.ollama_host, row.ollama_port = new_host, new_port
+    table = load_routing_table(session)
+    new_host = table.ollama.host if host is None else validate_host(host, "host")
+    new_port = table.ollama.port if port is None else validate_port(port, "port")
+    set_first_node_target(session, new_host, new_port)
 
 
 def set_airllm_service(session: Session, enabled=None, host=None, port=None, use_airllm_default=None) -> None:
@@ -143,8 +155,7 @@ class ConfigWatcher:
         self._factory = session_factory
         self._poll = poll_seconds
         self._listeners: list[Callable[[RoutingTable], None]] = []
-        with session_factory() as session:
-            self.table = load_routing_table(session)
+        self.table = run_blocking(self._read, None)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -152,16 +163,26 @@ class ConfigWatcher:
         self._listeners.append(callback)
 
     def refresh(self, force: bool = False) -> RoutingTable:
-        """Reload if the version moved (or always, with force); cheap when nothing changed."""
-        with self._factory() as session:
-            if force or current_version(session) != self.table.version:
-                self.table = load_routing_table(session)
-                for callback in self._listeners:
-                    callback(self.table)
+        """Reload if the version moved (or always, with force); cheap when nothing changed.
+
+        The database is read in a native thread (app.offload); listeners run here, on the caller's greenlet."""
+        table = run_blocking(self._read, None if force else self.table.version)
+        if table is not None:
+            self.table = table
+            for callback in self._listeners:
+                callback(table)
         return self.table
 
+    def _read(self, known_version: int | None) -> RoutingTable | None:
+        """The stored table, or None when its version is still `known_version` (None: read it anyway)."""
+        with self._factory() as session:
+            if known_version is not None and current_version(session) == known_version:
+                return None
+            return load_routing_table(session)
+
     def start(self) -> None:
-        """Start polling in the background (a greenlet under gevent's monkey-patching, else a thread)."""
+        """Start polling in the background (a greenlet under gevent's monkey-patching, else a thread); each poll's
+        database read runs in a native thread either way."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="config-watcher", daemon=True)
             self._thread.start()

@@ -78,17 +78,23 @@ def migration_lock(url: str):
     yield
 
 
-def upgrade_database(url: str) -> None:
-    """Apply Alembic migrations up to head (idempotent; safe to call from several processes at once)."""
-    from alembic import command
+def alembic_config(url: str):
+    """Alembic's configuration for the project's migrations against `url`."""
     from alembic.config import Config as AlembicConfig
 
     cfg = AlembicConfig(str(PROJECT_ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+def upgrade_database(url: str) -> None:
+    """Apply Alembic migrations up to head (idempotent; safe to call from several processes at once)."""
+    from alembic import command
+
     with migration_lock(url):
-        command.upgrade(cfg, "head")
+        command.upgrade(alembic_config(url), "head")
     log.info("database at %s is at the latest schema", _redact(url))
 
 

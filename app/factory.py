@@ -11,12 +11,15 @@ from .db import make_engine, make_session_factory
 from .health import HealthChecker
 from .migrate import migrate_and_seed
 from .ports import PortDispatcher
+from .fleet.pool import Pool
 from .proxy.app import ProxyApp
 from .proxy.upstream import UpstreamClient
 from .services import Services
+from .telemetry.node_stats import NodeStatsSink
 from .telemetry.recorder import Recorder
 from .telemetry.sinks import RequestLogSink
 from .telemetry.stats import StatsSink
+from .validation import allow_link_local_targets
 
 # Set by gunicorn.conf.py once migrations ran in the master's child process; workers then skip them.
 MIGRATED_ENV = "INTELLIPROXY_MIGRATED"
@@ -52,6 +55,7 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     """Build the app. Tests pass overrides (flaskr's test_config idea)."""
     settings = load_settings()
     settings.update(overrides or {})
+    allow_link_local_targets(settings["ALLOW_LINK_LOCAL_TARGETS"])
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if os.environ.get(MIGRATED_ENV) != settings["DATABASE_URL"]:
@@ -61,7 +65,7 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     session_factory = make_session_factory(engine)
     watcher = ConfigWatcher(session_factory, settings["CONFIG_POLL_SECONDS"])
     recorder = Recorder(session_factory, [RequestLogSink(settings["LOG_RETENTION"], settings["STORE_PROMPTS"]),
-                                          StatsSink()],
+                                          StatsSink(), NodeStatsSink()],
                         settings["TELEMETRY_FLUSH_SECONDS"])
     services = Services(
         settings=settings, engine=engine, session_factory=session_factory, watcher=watcher, recorder=recorder,
@@ -72,7 +76,11 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     from .intelli.setup import build_resolver
 
     resolver = build_resolver(services)
-    proxy_app = ProxyApp(settings, watcher, services.client, recorder, services.health, resolver)
+    pool = Pool(settings, services.client, watcher=watcher)
+    pool.sync(watcher.table)
+    services.extras["fleet"] = pool
+    services.health.fleet = pool
+    proxy_app = ProxyApp(settings, watcher, services.client, recorder, services.health, resolver, pool)
     dashboard_app = LazyDashboard(services)
     watcher.start()
     recorder.start()

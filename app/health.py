@@ -70,6 +70,7 @@ class HealthChecker:
         self.started = time.time()
         self._probed: tuple[float, tuple, dict, dict] | None = None  # (when, targets, ollama, airllm)
         self._refreshing = threading.Lock()
+        self.fleet = None  # the Ollama pool (app.fleet.pool.Pool), when wired: its nodes join the report
 
     def report(self) -> dict:
         """The health document; 'degraded' when a backend in use is unreachable (HTTP status stays 200).
@@ -87,7 +88,19 @@ class HealthChecker:
             "ollama": ollama,
             "airllm": airllm,
             "checked_at": self._probed[0] if self._probed else time.time(),
+            **({"nodes": self._nodes(table)} if self.fleet is not None else {}),
         }
+
+    def _nodes(self, table) -> list[dict]:
+        """Each node as this worker's probes see it (no network here: the pool probes in the background)."""
+        live = self.fleet.status()
+        out = []
+        for node in table.nodes:
+            status = live.get(node.id, {})
+            out.append({"name": node.name, "url": node.backend.url, "state": status.get("state", "unknown"),
+                        "probe_ms": status.get("probe_ms"), "last_error": status.get("last_error"),
+                        "loaded": [entry["name"] for entry in status.get("loaded", [])]})
+        return out
 
     def _backends(self, table) -> tuple[dict, dict]:
         targets = (table.ollama, table.airllm_enabled, table.airllm)

@@ -13,7 +13,8 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Hist
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 
-from .models import LATENCY_BOUNDS_MS, LATENCY_COLUMNS, StatsTotal
+from .models import LATENCY_BOUNDS_MS, LATENCY_COLUMNS, StatsTotal, TelemetryCounter
+from .node_metrics import NodeCollector
 
 bp = Blueprint("metrics", __name__)
 LABELS = ["model", "backend"]
@@ -41,8 +42,14 @@ class DatabaseCollector:
                                    "Time to the first byte of streamed successful replies.", labels=LABELS)
         latency = HistogramMetricFamily("intelliproxy_request_duration_seconds",
                                         "Time from request to the end of the reply.", labels=LABELS)
+        dropped = CounterMetricFamily("intelliproxy_telemetry_records_dropped",
+                                      "Request records never written: set aside after failing on their own "
+                                      "(unwritable) or pushed out of a full queue (overflow).", labels=["reason"])
         with self.session_factory() as session:
             rows = session.execute(select(StatsTotal)).scalars().all()
+            counters = dict(session.execute(select(TelemetryCounter.name, TelemetryCounter.value)).all())
+        for reason in ("unwritable", "overflow"):
+            dropped.add_metric([reason], counters.get(reason, 0))
         for row in rows:
             labels = [row.model or "none", row.backend]
             requests.add_metric(labels, row.requests)
@@ -57,7 +64,7 @@ class DatabaseCollector:
                 buckets.append((_le(bound / 1000.0), cumulative))
             buckets.append(("+Inf", row.requests))
             latency.add_metric(labels, buckets, sum_value=row.duration_ms_sum / 1000.0)
-        yield from (requests, errors, tokens, prompt, eval_seconds, ttft, latency)
+        yield from (requests, errors, tokens, prompt, eval_seconds, ttft, latency, dropped)
         yield from self._health_metrics()
 
     def _health_metrics(self):
@@ -97,4 +104,5 @@ def metrics():
     services = current_app.extensions["intelliproxy"]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(services.session_factory, services.health))
+    registry.register(NodeCollector(services))
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

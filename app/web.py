@@ -38,6 +38,9 @@ def create_dashboard_app(services: Services) -> Flask:
     app.teardown_appcontext(close_session)
     app.register_error_handler(ValidationError, validation_error_json)
     app.register_blueprint(config_api_bp)
+    from . import nodes_api
+
+    nodes_api.init_app(app)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(metrics_bp)

@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("dashboard", __name__)
 
-from . import env_notice, twins, views  # noqa: E402,F401  (their routes register on bp)
+from . import env_notice, nodes_views, twins, views  # noqa: E402,F401  (their routes register on bp)

@@ -3,6 +3,7 @@
 NAV_ITEMS = [
     ("Overview", "dashboard.overview"),
     ("Connections", "dashboard.connections"),
+    ("Nodes", "dashboard.nodes"),
     ("Models", "dashboard.models"),
     ("Routing", "intelli.routing"),
     ("Performance", "intelli.performance"),

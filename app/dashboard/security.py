@@ -5,7 +5,13 @@ Access:
   login form (browsers) or `Authorization: Bearer <ADMIN_TOKEN>` (scripts). `/health`, `/login` and `/static/`
   stay open (Docker/Kubernetes probes, the login page and its CSS).
 - ADMIN_TOKEN unset: only loopback clients are served, and only under a loopback Host name (so a DNS-rebinding
-  page in the operator's browser cannot talk to it either). Every page says so.
+  page in the operator's browser cannot talk to it either). Every page says so. A request that carries
+  X-Forwarded-For or Forwarded while TRUSTED_PROXY_HOPS is 0 is refused too: it came through a reverse proxy
+  (nginx on the same host connects from loopback), so every client behind that proxy would look local.
+
+Guessing: wrong tokens (Bearer header or login form) count per client address; after 10 a minute that address
+gets 429 with Retry-After, even with the right token, until the oldest failure is a minute old (app.auth_throttle,
+per worker). Session cookies are signed, so requests carrying one are never throttled.
 
 CSRF, for POST/PUT/PATCH/DELETE:
 - A request authenticated by the Bearer header needs no token: browsers never add that header on their own.
@@ -32,12 +38,14 @@ from flask import (Flask, Response, current_app, g, jsonify, make_response, redi
                    session, url_for)
 from flask.sessions import SecureCookieSessionInterface
 
+from ..auth_throttle import FailureThrottle
+
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPEN_ENDPOINTS = frozenset({"static", "health", "auth.login"})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost", "ip6-loopback"})
 # Blueprints whose state changes read JSON bodies only (request.get_json without force): a form-encoded
 # cross-site post cannot change anything there, so they keep their own 400 answer instead of a CSRF 403.
-JSON_ONLY_BLUEPRINTS = frozenset({"config_api"})
+JSON_ONLY_BLUEPRINTS = frozenset({"config_api", "nodes_api"})
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 LOGIN_FAILURE_DELAY_S = 1.0
@@ -70,6 +78,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
+    app.extensions["auth_throttle"] = FailureThrottle()
     app.before_request(_guard)
     app.after_request(_add_headers)
 
@@ -114,6 +123,31 @@ def sign_out() -> None:
     session.clear()
 
 
+def retry_after_failures() -> int | None:
+    """Seconds this client must wait after too many wrong admin tokens, or None when it may try now."""
+    return current_app.extensions["auth_throttle"].retry_after(request.remote_addr or "")
+
+
+def count_failure() -> None:
+    current_app.extensions["auth_throttle"].failed(request.remote_addr or "")
+
+
+def failure_limit_message(seconds: int) -> str:
+    return current_app.extensions["auth_throttle"].message(seconds)
+
+
+def too_many_failures(seconds: int) -> Response:
+    """429 with Retry-After: a page for browsers, JSON for scripts."""
+    message = failure_limit_message(seconds)
+    if wants_html():
+        response = make_response(render_template("dashboard/refused.html", message=message), 429)
+    else:
+        response = jsonify({"error": message})
+        response.status_code = 429
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
 def failed_login_pause() -> None:
     """Slow down guessing (cooperative under gevent: only this request waits)."""
     time.sleep(LOGIN_FAILURE_DELAY_S)
@@ -141,14 +175,21 @@ def host_is_loopback(host: str) -> bool:
     return name in LOOPBACK_NAMES or is_loopback(name)
 
 
+def forwarded_by_untrusted_proxy(headers, trusted_hops: int) -> bool:
+    """A reverse proxy's headers on a request whose sender we cannot see past (no hops are trusted)."""
+    return trusted_hops <= 0 and ("X-Forwarded-For" in headers or "Forwarded" in headers)
+
+
 def _guard():
     """Runs before every request of the dashboard port."""
     g.auth_via = None
     if request.endpoint == "health":
         return None
     if not admin_token_set():
+        if forwarded_by_untrusted_proxy(request.headers, current_app.config.get("TRUSTED_PROXY_HOPS", 0)):
+            return _refuse(FORWARDED_REFUSAL)
         if not is_loopback(request.remote_addr) or not host_is_loopback(request.host):
-            return _refuse_remote()
+            return _refuse(REMOTE_REFUSAL)
         g.auth_via = "loopback"
     else:
         outcome = _authenticate()
@@ -163,12 +204,17 @@ def _guard():
 
 
 def _authenticate() -> str | Response | None:
-    """'bearer' or 'session' when authenticated; None when not; a 401 for a wrong Bearer token."""
+    """'bearer' or 'session' when authenticated; None when not; a 401 for a wrong Bearer token (429 after
+    too many)."""
     header = request.headers.get("Authorization", "")
     if header:
+        wait = retry_after_failures()
+        if wait is not None:
+            return too_many_failures(wait)
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and check_admin_token(token.strip()):
             return "bearer"
+        count_failure()
         return _unauthorized_json("invalid admin token")
     stored = session.get("auth")
     if stored and hmac.compare_digest(stored, _token_fingerprint(current_app.config["ADMIN_TOKEN"])):
@@ -202,9 +248,16 @@ def _ask_to_sign_in() -> Response:
     return _unauthorized_json("sign-in required: send Authorization: Bearer <ADMIN_TOKEN>")
 
 
-def _refuse_remote() -> Response:
-    message = ("This dashboard answers only clients on this machine (loopback), because ADMIN_TOKEN is not set. "
-               "Set ADMIN_TOKEN to open it to other machines, or use an SSH tunnel.")
+REMOTE_REFUSAL = ("This dashboard answers only clients on this machine (loopback), because ADMIN_TOKEN is not "
+                  "set. Set ADMIN_TOKEN to open it to other machines, or use an SSH tunnel.")
+FORWARDED_REFUSAL = ("This request came through a reverse proxy (it carries X-Forwarded-For or Forwarded), but "
+                     "ADMIN_TOKEN is not set and TRUSTED_PROXY_HOPS is 0, so every client behind that proxy would "
+                     "look like this machine. Set ADMIN_TOKEN, or set TRUSTED_PROXY_HOPS to the number of proxies "
+                     "in front of the dashboard so the real client address is checked.")
+
+
+def _refuse(message: str) -> Response:
+    """403 with the reason, as a page for browsers and JSON for scripts."""
     if wants_html():
         response = make_response(render_template("dashboard/refused.html", message=message), 403)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import jsonify, redirect, render_template, request, url_for
 from flask_htmx import make_response as htmx_response
 
+from ..offload import in_transaction
 from ..telemetry import stats
 from ..validation import ValidationError
 from . import bp
@@ -35,8 +36,8 @@ def stats_json():
 
 @bp.get("/requests")
 def requests_json():
-    """The request log, newest first; filters `model` (substring), `backend`, `status` (ok|error|2xx|4xx|5xx|code),
-    and `limit` (at most LOG_RETENTION)."""
+    """The request log, newest first; filters `model` (substring), `backend`, `node`, `status`
+    (ok|error|2xx|4xx|5xx|code), and `limit` (at most LOG_RETENTION)."""
     retention = services().settings["LOG_RETENTION"]
     flt = LogFilter.from_args(request.args, retention)
     rows = query_log(get_session(), flt)
@@ -47,8 +48,7 @@ def requests_json():
 @bp.post("/requests/clear")
 def requests_clear():
     """Empty the request log (statistics are kept). JSON for scripts; the emptied rows for the log page."""
-    with services().session_factory.begin() as session:
-        deleted = clear_log(session)
+    deleted = in_transaction(services().session_factory, clear_log)  # off the event loop: it may wait for a lock
     if htmx and not htmx.boosted:
         body = render_template("dashboard/_log_rows.html", rows=[], flt=LogFilter(),
                                backends=backends_seen(get_session()), status_choices=STATUS_CHOICES,

@@ -14,7 +14,7 @@ from ..telemetry import stats
 from ..validation import ValidationError, validate_bool, validate_host, validate_model_name, validate_port
 from . import bp
 from .context import get_session, htmx, render_page_or_fragment, services
-from .requestlog import STATUS_CHOICES, LogFilter, backends_seen, query_log
+from .requestlog import STATUS_CHOICES, LogFilter, backends_seen, nodes_seen, query_log
 from .services import check_connection, filter_models, merged_models, probe, probe_both
 from .urls import proxy_base_url
 
@@ -223,6 +223,7 @@ def request_log():
     session = get_session()
     return render_page_or_fragment("dashboard/log.html", "dashboard/_log_rows.html",
                                    rows=query_log(session, flt), flt=flt, backends=backends_seen(session),
+                                   nodes=nodes_seen(session),
                                    status_choices=STATUS_CHOICES, retention=retention,
                                    store_prompts=services().settings["STORE_PROMPTS"])
 

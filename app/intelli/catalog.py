@@ -3,7 +3,8 @@
 Every CATALOG_POLL_SECONDS the refresher asks Ollama for `/api/tags` (what is installed), `/api/show` for models
 it has not seen (or whose digest changed) and `/api/ps` (what is loaded); when the config version moves
 (ConfigWatcher's listener) it reloads attributes, fallback chains and the timeout from the database. The
-resolver reads `catalog.snapshot`, an immutable object swapped whole: no database or network on the hot path.
+resolver reads `catalog.snapshot`, an immutable object swapped whole: no database or network on the hot path,
+and the refresher's database calls run in a native thread (app.offload), never on the event loop.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..offload import run_blocking
 from ..proxy.upstream import UpstreamClient, UpstreamError
 from ..routing import normalize_model_name
 from .attributes import ModelProfile, derive_profile, effective_profile, load_rows, profile_from_row, store_derived
@@ -102,12 +104,14 @@ class Catalog:
 
     def reload_config(self, _table=None) -> None:
         """Attributes, chains and timeout from the database (ConfigWatcher calls this when the version moves)."""
-        with self._factory() as session:
-            rows = load_rows(session)
-            self._chains = load_chains(session)
-            self._timeout = load_timeout(session)
+        rows, self._chains, self._timeout = run_blocking(self._read_config)
         self._stored = {key: profile_from_row(row) for key, row in rows.items()}
         self._rebuild()
+
+    def _read_config(self):
+        """In a native thread (app.offload): the database part of reload_config."""
+        with self._factory() as session:
+            return load_rows(session), load_chains(session), load_timeout(session)
 
     # -- Ollama side --------------------------------------------------------------------------------------
 
@@ -158,7 +162,7 @@ class Catalog:
         self._airllm = self._airllm_models(table)
         if new:
             unstored = [p for p in new if p.key not in self._stored]
-            if unstored and store_derived(self._factory, unstored):
+            if unstored and run_blocking(store_derived, self._factory, unstored):
                 self.reload_config()
                 return
         self._rebuild()

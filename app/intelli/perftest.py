@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..models import PerformanceResult, utcnow
+from ..offload import in_transaction
 from ..validation import ValidationError, validate_model_name
 
 TARGETS = ("direct", "proxy", "airllm", "intelli")
@@ -185,12 +186,11 @@ def run(settings: dict, table, resolver, session_factory, body: dict) -> dict:
                              http)
         results = [measure(http, route, request["prompt"], request["max_tokens"]) for route in routes]
     now = utcnow()
-    with session_factory.begin() as session:
-        for r in results:
-            session.add(PerformanceResult(run_id=run_id, created_at=now, target=r["target"], model=r["model"],
-                                          status=r["status"], error=r["error"], prompt=request["prompt"][:2000],
-                                          duration_ms=r["duration_ms"], ttft_ms=r["ttft_ms"], tokens=r["tokens"],
-                                          tokens_per_s=r["tokens_per_s"], detail=r["detail"]))
+    rows = [PerformanceResult(run_id=run_id, created_at=now, target=r["target"], model=r["model"], status=r["status"],
+                              error=r["error"], prompt=request["prompt"][:2000], duration_ms=r["duration_ms"],
+                              ttft_ms=r["ttft_ms"], tokens=r["tokens"], tokens_per_s=r["tokens_per_s"],
+                              detail=r["detail"]) for r in results]
+    in_transaction(session_factory, lambda session: session.add_all(rows))  # off the event loop
     return {"run_id": run_id, "mode": request["mode"], "prompt": request["prompt"], "created_at": now.isoformat(),
             "results": [_rounded(r) for r in results]}
 

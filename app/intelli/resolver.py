@@ -10,7 +10,7 @@ import json
 import logging
 import time
 
-from ..proxy.app import Attempt, LocalReply, ProxyApp
+from ..proxy.attempts import Attempt, LocalReply, model_attempts
 from ..routing import normalize_model_name
 from .catalog import Catalog
 from .classifier import ModelRefiner, classify, extract_features
@@ -110,7 +110,7 @@ class IntelliResolver:
         attempts: list[Attempt] = []
         for name in models[:MAX_CHAIN]:
             body = raw if raw is not None and name == original else _with_model(parsed, name)
-            attempts.extend(ProxyApp.backend_attempts(name, body, table))
+            attempts.extend(model_attempts(name, body, table))
         for attempt in attempts[:-1]:
             attempt.fallback_on_connect = attempt.fallback_on_5xx = attempt.fallback_on_not_found = True
             attempt.first_byte_timeout = timeout

@@ -11,158 +11,267 @@ import json
 import logging
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 
-from ..routing import AIRLLM, OLLAMA_FALLBACK, Backend, choose_backends
+from ..auth_throttle import FailureThrottle
+from ..fleet.pool import Pool
+from ..routing import AIRLLM, OLLAMA_FALLBACK, normalize_model_name
 from ..telemetry.records import RequestRecord
-from .catalog import LISTS, decode_list, merge_model_lists
-from .errors import error_response, json_response
+from . import everywhere, management, pool_relay
+from .attempts import Attempt, LocalReply, model_attempts
+from .everywhere import Everywhere
+from .catalog import LISTS, decode_list, fetch_lists, merge_model_lists
+from .errors import error_response, json_response, status_line as failure_status_line
 from .inbound import (ROUTED_BY_BODY, BadRequest, client_address, client_alive_probe, content_length,
-                      forward_headers, iter_body, model_from_body, parse_json_body, prompt_text, read_body)
+                      forward_headers, is_api_path, iter_body, model_from_body, parse_json_body, prompt_text,
+                      read_body)
 from .relay import RelayBody, response_headers
 from .upstream import ClientGone, UpstreamClient, UpstreamError
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/", "/health"})  # liveness probes stay open when PROXY_API_KEYS is set
 BACKEND_NAMES = {"ollama": "Ollama", "airllm": "the AirLLM server"}
+# Requests that occupy one of a node's NUM_PARALLEL slots while they run (the rest are quick lookups).
+INFERENCE_PATHS = ROUTED_BY_BODY - {"/api/show"}
+NODE_HEADER = "X-IntelliProxy-Node"
 
-
-@dataclass
-class Attempt:
-    """One backend (and model) to try; `fallback_*` say which failures move on to the next attempt."""
-
-    backend: Backend
-    label: str
-    model: str | None
-    body: bytes | object | None
-    fallback_on_connect: bool = False
-    fallback_on_not_found: bool = False
-    fallback_on_5xx: bool = False
-    first_byte_timeout: float | None = None
-    headers: list = field(default_factory=list)
-
-
-@dataclass
-class LocalReply:
-    """A resolver's own answer (e.g. `/api/show` for the virtual model, or why no model can serve a request)."""
-
-    status: int
-    payload: dict | None = None  # sent as JSON when status < 400
-    error: str | None = None  # sent in the API's error shape otherwise
+__all__ = ["Attempt", "LocalReply", "ProxyApp"]
 
 
 class ProxyApp:
-    def __init__(self, settings: dict, watcher, client: UpstreamClient, recorder, health, resolver=None):
+    def __init__(self, settings: dict, watcher, client: UpstreamClient, recorder, health, resolver=None,
+                 pool: Pool | None = None):
         self.watcher = watcher
+        self.pool = pool if pool is not None else Pool(settings, client)
         self.client = client
         self.recorder = recorder
         self.health = health
         self.resolver = resolver  # the virtual model and fallback chains (app.intelli), if configured
         self.max_body = int(settings["MAX_REQUEST_MB"] * 1024 * 1024)
         self.api_keys = tuple(settings["PROXY_API_KEYS"])
+        self.auth_failures = FailureThrottle()  # per worker: wrong API keys per client address
         self.store_prompts = settings["STORE_PROMPTS"]
 
     def __call__(self, environ, start_response):
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO") or "/"
-        if self.api_keys and path not in OPEN_PATHS and not self._authorized(environ):
-            return error_response(start_response, path, 401, "unauthorized: missing or invalid API key",
-                                  [("WWW-Authenticate", 'Bearer realm="IntelliProxy"')])
+        if not is_api_path(path) and path != "/health":  # never relay the rest (e.g. /config/*) to a backend
+            record = RequestRecord(method=method, endpoint=path, client=client_address(environ))
+            return self._fail(start_response, record, path, 404, f"{path} is not part of the Ollama or OpenAI API")
+        if self.api_keys and path not in OPEN_PATHS:
+            refusal = self._authorized(environ)
+            if refusal is not None:
+                return error_response(start_response, path, *refusal)
         if path == "/health" and method in ("GET", "HEAD"):
             return json_response(start_response, 200, self.health.report())
         if method == "GET" and path in LISTS and self._needs_merge():
             return self._merged_list(environ, start_response, path)
-        return self._relay(environ, start_response, method, path)
+        try:
+            return self._relay(environ, start_response, method, path)
+        except BadRequest as exc:  # a streamed upload (blob) that the client sends too slowly: 408
+            record = RequestRecord(method=method, endpoint=path, client=client_address(environ))
+            return self._fail(start_response, record, path, exc.status, exc.message)
 
-    def _authorized(self, environ) -> bool:
+    def _authorized(self, environ) -> tuple[int, str, list] | None:
+        """None for a valid API key; else the refusal's (status, message, headers): 401, or 429 once the client's
+        address has failed too often (app.auth_throttle; a missing key is not counted as a guess)."""
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        unauthorized = (401, "unauthorized: missing or invalid API key",
+                        [("WWW-Authenticate", 'Bearer realm="IntelliProxy"')])
         if scheme.lower() != "bearer" or not token:
-            return False
+            return unauthorized
+        address = client_address(environ)
+        wait = self.auth_failures.retry_after(address)
+        if wait is not None:
+            return 429, self.auth_failures.message(wait), [("Retry-After", str(wait))]
         token = token.strip().encode()
-        return any(hmac.compare_digest(token, key.encode()) for key in self.api_keys)
+        if any(hmac.compare_digest(token, key.encode()) for key in self.api_keys):
+            return None
+        self.auth_failures.failed(address)
+        return unauthorized
 
     def _needs_merge(self) -> bool:
-        return self.watcher.table.airllm_enabled or (self.resolver is not None and self.resolver.lists_models)
+        table = self.watcher.table
+        self.pool.sync(table)
+        return self.pool.node_count > 1 or table.airllm_enabled or \
+            (self.resolver is not None and self.resolver.lists_models)
 
     # -- the relay ------------------------------------------------------------------------------------------
 
     def _relay(self, environ, start_response, method: str, path: str):
         table = self.watcher.table
+        self.pool.sync(table)
         record = RequestRecord(method=method, endpoint=path, client=client_address(environ))
         try:
-            attempts = self._plan(environ, method, path, table, record)
-        except BadRequest as exc:
-            return self._fail(start_response, record, path, exc.status, exc.message)
-        if isinstance(attempts, LocalReply):
-            return self._local(start_response, record, path, attempts)
+            plan = self._plan(environ, method, path, table, record)
+        except (BadRequest, management.UnknownNode) as exc:
+            return self._fail(start_response, record, path, getattr(exc, "status", 400), exc.message)
+        if isinstance(plan, LocalReply):
+            return self._local(start_response, record, path, plan)
+        if isinstance(plan, Everywhere):
+            return everywhere.run(self.pool, self.client, self.recorder, record, start_response, method, path,
+                                  forward_headers(environ, drop_authorization=bool(self.api_keys)), plan)
+        attempts, only = plan
         query = environ.get("QUERY_STRING")
         target = urllib.parse.quote(path, safe="/:@!$&'()*+,;=-._~%") + (f"?{query}" if query else "")
         headers = forward_headers(environ, drop_authorization=bool(self.api_keys))
         probe = client_alive_probe(environ)
         body_length = content_length(environ) if path.startswith("/api/blobs/") else None
+        inference = path in INFERENCE_PATHS
 
         for index, attempt in enumerate(attempts):
             last = index == len(attempts) - 1
+            head_timeout = None if last else attempt.first_byte_timeout
+            ticket = node = None
+            if attempt.to_pool:
+                outcome = pool_relay.send(self.pool, self.client, method, target, headers + attempt.headers,
+                                          attempt.body, body_length, attempt.model, inference, probe, head_timeout,
+                                          only)
+                if outcome.tried:
+                    record.note = _join(record.note, outcome.notes)
+                if outcome.upstream is None:
+                    if not last and self._moves_on(attempt, outcome.failure_kind):
+                        self._note_fallback(record, attempt, outcome.message)
+                        continue
+                    record.backend, record.model = attempt.label, attempt.model
+                    extra = [("Retry-After", str(outcome.retry_after))] if outcome.retry_after else None
+                    return self._fail(start_response, record, path, outcome.status, outcome.message, extra)
+                upstream, ticket, node = outcome.upstream, outcome.ticket, outcome.node
+                record.node = node.name
+                record.route_reason = outcome.reason if not outcome.tried else \
+                    f"{outcome.notes}; {outcome.reason}"[:256]
+            else:
+                try:
+                    upstream = self.client.request(
+                        method, attempt.backend.host, attempt.backend.port, target, headers + attempt.headers,
+                        attempt.body, body_length, client_alive=probe, head_timeout=head_timeout)
+                except ClientGone:
+                    return self._fail(start_response, record, path, 499, "client disconnected")
+                except UpstreamError as exc:
+                    kind = "timeout" if exc.kind == "timeout" else "connect" if exc.kind in ("connect", "closed") \
+                        else "5xx"
+                    if not last and self._moves_on(attempt, kind):
+                        self._note_fallback(record, attempt, exc.message)
+                        continue
+                    name = BACKEND_NAMES.get(attempt.backend.name, attempt.backend.name)
+                    if exc.kind == "connect":
+                        message = f"cannot reach {name} at {attempt.backend.url}: {exc.message}"
+                    else:
+                        message = f"{name} at {attempt.backend.url} failed: {exc.message}"
+                    record.backend, record.model = attempt.label, attempt.model
+                    return self._fail(start_response, record, path, 504 if exc.kind == "timeout" else 502, message)
+
             try:
-                upstream = self.client.request(
-                    method, attempt.backend.host, attempt.backend.port, target, headers + attempt.headers,
-                    attempt.body, body_length, client_alive=probe,
-                    head_timeout=None if last else attempt.first_byte_timeout)
-            except ClientGone:
-                return self._fail(start_response, record, path, 499, "client disconnected")
-            except UpstreamError as exc:
-                if not last and (attempt.fallback_on_connect and exc.kind in ("connect", "closed")
-                                 or attempt.first_byte_timeout and exc.kind == "timeout"):
+                fall_back = not last and self._should_fall_back(attempt, upstream)
+            except UpstreamError as exc:  # the error reply broke while we read it
+                upstream.close()
+                if ticket is not None:
+                    self.pool.release(ticket, ok=False)
+                if not last:
                     self._note_fallback(record, attempt, exc.message)
                     continue
-                name = BACKEND_NAMES.get(attempt.backend.name, attempt.backend.name)
-                if exc.kind == "connect":
-                    message = f"cannot reach {name} at {attempt.backend.url}: {exc.message}"
-                else:
-                    message = f"{name} at {attempt.backend.url} failed: {exc.message}"
                 record.backend, record.model = attempt.label, attempt.model
-                return self._fail(start_response, record, path, 504 if exc.kind == "timeout" else 502, message)
-
-            if not last and self._should_fall_back(attempt, upstream):
+                return self._fail(start_response, record, path, 502,
+                                  f"{BACKEND_NAMES.get(attempt.backend.name, 'the backend')} failed: {exc.message}")
+            if fall_back:
                 upstream.close()
+                if ticket is not None:
+                    self.pool.release(ticket, ok=False)
                 self._note_fallback(record, attempt, f"answered {upstream.status}")
                 continue
             record.backend, record.model, record.status = attempt.label, attempt.model, upstream.status
             record.streamed = upstream.content_type.startswith(("application/x-ndjson", "text/event-stream"))
             out_headers = response_headers(upstream, attempt.label)
+            if node is not None:
+                out_headers.append((NODE_HEADER, node.name))
             if attempt.model and self.resolver is not None:
                 out_headers.append(("X-IntelliProxy-Model", attempt.model))
+            if path.startswith("/api/blobs/") and node is not None and upstream.status < 400:
+                digest = management.blob_digest(path)
+                if digest:
+                    self.pool.board.remember_blob(digest, node.slot)
             start_response(upstream.status_line, out_headers)
-            return RelayBody(upstream, record, self.recorder, path)
+            on_close = None
+            if ticket is not None:
+                pool, held = self.pool, ticket
+                on_close = lambda ok: pool.release(held, ok)  # noqa: E731
+            return RelayBody(upstream, record, self.recorder, path, on_close)
         raise AssertionError("no attempt left")  # the last attempt always returns
 
-    def _plan(self, environ, method: str, path: str, table, record: RequestRecord) -> list[Attempt] | LocalReply:
-        """Read the request and decide where it may go, in order."""
+    @staticmethod
+    def _moves_on(attempt: Attempt, failure_kind: str | None) -> bool:
+        """Does this failure (before any byte) hand over to the next attempt?"""
+        if failure_kind in ("connect",):
+            return attempt.fallback_on_connect
+        if failure_kind == "timeout":
+            return bool(attempt.first_byte_timeout) or attempt.fallback_on_connect
+        if failure_kind == "not_found":
+            return attempt.fallback_on_not_found
+        return attempt.fallback_on_5xx
+
+    def _plan(self, environ, method: str, path: str, table, record: RequestRecord):
+        """Read the request and decide where it may go, in order: (attempts, nodes or None) or a LocalReply."""
+        pool = self.pool
         if path.startswith("/api/blobs/"):
             body = iter_body(environ) if method in ("POST", "PUT") else None  # streamed, never parsed
-            return [Attempt(table.ollama, "ollama", None, body)]
+            return [Attempt(table.ollama, "ollama", None, body)], self._blob_nodes(path)
         raw = read_body(environ, self.max_body) if method not in ("GET", "HEAD") else None
-        model, parsed = None, None
-        if method == "POST" and path in ROUTED_BY_BODY and raw and raw.strip():
+        model, parsed, only = None, None, None
+        if method in ("POST", "DELETE") and raw and raw.strip() and \
+                (path in ROUTED_BY_BODY or path in management.MANAGEMENT_PATHS):
             parsed = parse_json_body(raw)
-            model = model_from_body(path, parsed)
-            if self.store_prompts:
-                record.prompt = prompt_text(parsed)
+            if path in ROUTED_BY_BODY:
+                model = model_from_body(path, parsed)
+                if self.store_prompts:
+                    record.prompt = prompt_text(parsed)
+            else:
+                model = management.management_model(path, parsed)
+                only = self._management_nodes(environ, path, parsed, model)
         elif method == "GET" and path.startswith("/v1/models/"):
             model = urllib.parse.unquote(path[len("/v1/models/"):]) or None
         record.model = model
-        if self.resolver is not None and (parsed is not None or model is not None):
+        if path == "/api/show" or (path.startswith("/v1/models/") and model):
+            only = self._listing(model)
+        if only == management.ALL_NODES:
+            return Everywhere(raw, parsed or {})
+        if self.resolver is not None and (parsed is not None or model is not None) and \
+                path not in management.MANAGEMENT_PATHS:
             planned = self.resolver.plan(path, parsed if parsed is not None else {}, raw, model, table, record)
             if planned is not None:
-                return planned
-        return self.backend_attempts(model, raw, table)
+                return planned if isinstance(planned, LocalReply) else (planned, None)
+        return model_attempts(model, raw, table), only
 
-    @staticmethod
-    def backend_attempts(model: str | None, body, table) -> list[Attempt]:
-        """The seed's per-model routing: the AirLLM server first when flagged, Ollama as its fallback."""
-        return [Attempt(backend, label, model, body, fallback_on_connect=label == AIRLLM,
-                        fallback_on_not_found=label == AIRLLM)
-                for backend, label in choose_backends(model, table)]
+    def _listing(self, model: str | None):
+        """Nodes that list the model, as (node, reason) pairs; None when no node does (then the usual choice)."""
+        nodes = management.nodes_listing(model, self.pool.views.values())
+        return [(node, "lists the model") for node in nodes] or None
+
+    def _management_nodes(self, environ, path: str, parsed: dict, model: str | None):
+        views = list(self.pool.views.values())
+        named = management.named_node(environ, views)
+        if named == management.ALL_NODES:
+            return management.ALL_NODES
+        if named is not None:
+            return [(named, "named by X-IntelliProxy-Node")]
+        if path == "/api/pull":
+            return None  # the placement rule's choice for that model
+        if path == "/api/create":
+            for digest in management.create_blob_digests(parsed):
+                slot = self.pool.board.blob_node(digest)
+                config = next((v.config for v in views if v.config.slot == slot), None)
+                if config is not None:
+                    return [(config, "has the uploaded blobs")]
+            base = parsed.get("from") if isinstance(parsed.get("from"), str) else None
+            return self._listing(base)
+        if path == "/api/delete":
+            nodes = management.nodes_listing(model, views)
+            return management.ALL_NODES if len(nodes) > 1 else self._listing(model)
+        return self._listing(model)
+
+    def _blob_nodes(self, path: str):
+        digest = management.blob_digest(path)
+        slot = self.pool.board.blob_node(digest) if digest else None
+        config = next((v.config for v in self.pool.views.values() if v.config.slot == slot), None)
+        return [(config, "has the blob")] if config is not None and slot is not None else None
 
     @staticmethod
     def _should_fall_back(attempt: Attempt, upstream) -> bool:
@@ -171,16 +280,15 @@ class ProxyApp:
         if attempt.fallback_on_not_found and upstream.status == 404:
             # Only "model not found" moves on; any other 404 is the answer. The body is small JSON.
             body = upstream.read()
-            if b"not found" in body.lower():
-                return True
             upstream.replay(body)
+            return b"not found" in body.lower()
         return False
 
     def _note_fallback(self, record: RequestRecord, attempt: Attempt, reason: str) -> None:
         name = BACKEND_NAMES.get(attempt.backend.name, attempt.backend.name)
         text = f"{name} ({attempt.model or 'no model'}) {reason}; falling back"
         log.warning("%s %s: %s", record.method, record.endpoint, text)
-        record.note = text if record.note is None else f"{record.note}; {text}"
+        record.note = _join(record.note, text)
         if attempt.label == AIRLLM:
             record.backend = OLLAMA_FALLBACK
         if self.resolver is not None:
@@ -193,30 +301,50 @@ class ProxyApp:
         self.recorder.submit(record)
         return json_response(start_response, reply.status, reply.payload)
 
-    def _fail(self, start_response, record: RequestRecord, path: str, status: int, message: str):
+    def _fail(self, start_response, record: RequestRecord, path: str, status: int, message: str,
+              extra_headers: list | None = None):
         record.status, record.error, record.finished = status, message, time.perf_counter()
         self.recorder.submit(record)
-        return error_response(start_response, path, status, message)
+        return error_response(start_response, path, status, message, extra_headers)
 
     # -- merged model lists ---------------------------------------------------------------------------------
 
     def _merged_list(self, environ, start_response, path: str):
-        """`/api/tags`, `/api/ps`, `/v1/models`: Ollama's list plus the AirLLM server's (and the virtual model)."""
+        """`/api/tags`, `/api/ps`, `/v1/models`: every up node's list (each model once; `/api/ps` an entry per node
+        and model), plus the AirLLM server's and the virtual model."""
         table = self.watcher.table
+        self.pool.sync(table)
         record = RequestRecord(method="GET", endpoint=path, client=client_address(environ))
         headers = forward_headers(environ, drop_authorization=bool(self.api_keys))
-        try:
-            upstream = self.client.request("GET", table.ollama.host, table.ollama.port, path, headers)
-            raw = upstream.read()
-        except UpstreamError as exc:
-            return self._fail(start_response, record, path, 502,
-                              f"cannot reach Ollama at {table.ollama.url}: {exc.message}")
-        primary = decode_list(raw) if upstream.status == 200 else None
-        if primary is None:  # an error or something unexpected: pass Ollama's answer through untouched
-            record.status, record.finished = upstream.status, time.perf_counter()
+        nodes = [view.config for view in self.pool.up_views()]
+        answers = fetch_lists(self.client, nodes, path, headers) if nodes else []
+        lists = [(node, decode_list(raw)) for node, status, raw, _ in answers if status == 200]
+        lists = [(node, value) for node, value in lists if value is not None]
+        if not lists:
+            if not answers:
+                return self._fail(start_response, record, path, 502, "no Ollama node is configured")
+            node, status, raw, failure = answers[0]
+            if failure is not None:
+                message = f"cannot reach Ollama at {node.backend.url}: {failure}" if len(answers) == 1 else \
+                    "every Ollama node failed: " + "; ".join(f"{n.name}: {f or f'HTTP {s}'}"
+                                                             for n, s, _, f in answers)
+                return self._fail(start_response, record, path, 502, message)
+            # an error or something unexpected: pass the node's answer through untouched
+            record.status, record.finished, record.node = status, time.perf_counter(), node.name
             self.recorder.submit(record)
-            start_response(upstream.status_line, response_headers(upstream, "ollama"))
+            start_response(failure_status_line(status), [("Content-Type", "application/json; charset=utf-8"),
+                                                          ("Content-Length", str(len(raw))),
+                                                          ("X-IntelliProxy-Backend", "ollama"),
+                                                          (NODE_HEADER, node.name)])
             return [raw]
+        key, name_field = LISTS[path]
+        primary = lists[0][1]
+        for _, other in lists[1:]:
+            if path == "/api/ps":  # the same model loaded on two nodes is two entries
+                primary = dict(primary, **{key: list(primary.get(key) or []) + list(other.get(key) or [])})
+            else:
+                primary = merge_model_lists(primary, other, key, name_field)
+        record.node = ",".join(node.name for node, _ in lists)
         key, name_field = LISTS[path]
         extra = self._airllm_list(table, path, headers) if table.airllm_enabled else None
         additions = self.resolver.list_entries(path) if self.resolver is not None else None
@@ -224,9 +352,10 @@ class ProxyApp:
         record.status, record.finished = 200, time.perf_counter()
         self.recorder.submit(record)
         body = json.dumps(merged).encode()
-        content_type = upstream.header("content-type") or "application/json; charset=utf-8"
-        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                                  ("X-IntelliProxy-Backend", "ollama+airllm" if extra else "ollama")])
+        start_response("200 OK", [("Content-Type", "application/json; charset=utf-8"),
+                                  ("Content-Length", str(len(body))),
+                                  ("X-IntelliProxy-Backend", "ollama+airllm" if extra else "ollama"),
+                                  (NODE_HEADER, record.node)])
         return [body]
 
     def _airllm_list(self, table, path: str, headers) -> dict | None:
@@ -239,3 +368,7 @@ class ProxyApp:
             log.info("AirLLM server at %s left out of %s: %s", table.airllm.url, path, exc.message)
             return None
         return decode_list(raw) if upstream.status == 200 else None
+
+
+def _join(note: str | None, text: str) -> str:
+    return text if not note else f"{note}; {text}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 from ..routing import normalize_model_name
 
@@ -37,3 +38,27 @@ def decode_list(raw: bytes) -> dict | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def fetch_lists(client, nodes, path: str, headers) -> list[tuple]:
+    """GET `path` from every node at once: [(node, status, body, failure or None)] in the nodes' order."""
+    from .upstream import UpstreamError
+
+    answers: list = [None] * len(nodes)
+
+    def fetch(index: int, node) -> None:
+        try:
+            response = client.request("GET", node.host, node.port, path, headers, read_timeout=10.0)
+            answers[index] = (node, response.status, response.read(), None)
+        except UpstreamError as exc:
+            answers[index] = (node, 0, b"", exc.message)
+
+    if len(nodes) == 1:
+        fetch(0, nodes[0])
+        return answers
+    threads = [threading.Thread(target=fetch, args=(i, n), daemon=True) for i, n in enumerate(nodes)]
+    for thread in threads:  # greenlets under gevent: the nodes answer in parallel
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers

@@ -8,11 +8,17 @@ _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403:
                  404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}
 
 
+_PHRASES = {499: "Client Closed Request"}  # nginx's own code and name; not in the IANA registry
+
+
 def status_line(status: int) -> str:
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return str(status)
+    phrase = _PHRASES.get(status)
+    if phrase is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            return str(status)
+    return f"{status} {phrase}"
 
 
 def is_openai_path(path: str) -> bool:

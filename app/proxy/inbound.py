@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import json
-import select
-import socket
 from typing import Iterator
 
+from .peek import CLOSED, peek
 from .upstream import HOP_BY_HOP
 
 # Inference endpoints: the model in the body decides the backend. Management calls (pull, push, create, copy,
@@ -15,7 +14,19 @@ ROUTED_BY_BODY = frozenset({
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
 })
 # Host is rewritten to the upstream's; the length is recomputed; Expect was already answered by our server.
-_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect"}
+# X-IntelliProxy-Node names a node of this proxy's pool: it is ours, not the node's.
+_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect", "x-intelliproxy-node"}
+
+
+def is_api_path(path: str) -> bool:
+    """The surface relayed to a backend: `/` and Ollama's and OpenAI's APIs, without dot segments (which a
+    backend could resolve to a path outside them). Anything else is answered 404 by the proxy itself."""
+    if path == "/":
+        return True
+    if not path.startswith(("/api/", "/v1/")):
+        return False
+    segments = path.split("/")
+    return "." not in segments and ".." not in segments
 
 
 class BadRequest(Exception):
@@ -45,10 +56,10 @@ def read_body(environ, limit: int) -> bytes:
     if length is not None:
         if length > limit:
             raise BadRequest(413, f"request body of {length} bytes exceeds the limit of {limit} bytes (MAX_REQUEST_MB)")
-        return stream.read(length) if length else b""
+        return _read(stream, length) if length else b""
     if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
         return b""
-    data = stream.read(limit + 1)  # the server decodes chunked framing for us
+    data = _read(stream, limit + 1)  # the server decodes chunked framing for us
     if len(data) > limit:
         raise BadRequest(413, f"request body exceeds the limit of {limit} bytes (MAX_REQUEST_MB)")
     return data
@@ -57,8 +68,15 @@ def read_body(environ, limit: int) -> bytes:
 def iter_body(environ, size: int = 65536) -> Iterator[bytes]:
     """Stream the body through without holding it (blob uploads can be many GB)."""
     stream = environ["wsgi.input"]
-    while piece := stream.read(size):
+    while piece := _read(stream, size):
         yield piece
+
+
+def _read(stream, size: int) -> bytes:
+    try:
+        return stream.read(size)
+    except TimeoutError as exc:  # the server's client timeouts (app/proxy/server.py)
+        raise BadRequest(408, str(exc) or "request body not received in time (CLIENT_BODY_TIMEOUT_S)") from None
 
 
 def forward_headers(environ, drop_authorization: bool) -> list[tuple[str, str]]:
@@ -87,6 +105,8 @@ def parse_json_body(raw: bytes) -> dict:
         raise BadRequest(400, "request body is not valid UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(400, f"invalid JSON in request body: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # e.g. [[[[...]]]] 100k deep: the decoder recurses once per level
+        raise BadRequest(400, "invalid JSON in request body: nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest(400, f"request body must be a JSON object, not {type(body).__name__}")
     return body
@@ -127,18 +147,18 @@ def client_address(environ) -> str:
 
 
 def client_alive_probe(environ):
-    """A cheap check whether the client's socket is still open, for long silent waits; None if unknown."""
+    """A cheap check whether the client's socket is still open, for long silent waits; None if unknown.
+
+    End of file counts as gone even when the client only shut down its sending side (a half-close), as nginx
+    does by default (proxy_ignore_client_abort off): the two cannot be told apart from here, and keeping a
+    generation running for a client that closed costs the backend minutes. Clients must not half-close
+    while they wait for an answer (README, "Client disconnects and timeouts").
+    """
     sock = environ.get("gunicorn.sock") or environ.get("gunicorn.socket")  # gevent_pywsgi / gevent workers
     if sock is None:
         return None
 
     def alive() -> bool:
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            if not readable:
-                return True
-            return sock.recv(1, socket.MSG_PEEK) != b""  # readable with no data means the peer closed
-        except (OSError, ValueError):
-            return False
+        return peek(sock) != CLOSED  # waiting data (a pipelined request) still means the client is there
 
     return alive

@@ -30,10 +30,11 @@ class RelayBody:
     started: that is where the upstream socket is closed (so Ollama stops generating) and the record is filed.
     """
 
-    __slots__ = ("_upstream", "_record", "_recorder", "_path", "_last", "_before_last", "_closed")
+    __slots__ = ("_upstream", "_record", "_recorder", "_path", "_last", "_before_last", "_closed", "_on_close")
 
-    def __init__(self, upstream: UpstreamResponse, record: RequestRecord, recorder, path: str):
+    def __init__(self, upstream: UpstreamResponse, record: RequestRecord, recorder, path: str, on_close=None):
         self._upstream = upstream
+        self._on_close = on_close  # e.g. free the node's slot: called with True when the reply ended well
         self._record = record
         self._recorder = recorder
         self._path = path
@@ -65,6 +66,8 @@ class RelayBody:
             self._record.error = "client disconnected"
         upstream.close()
         record = self._record
+        if self._on_close is not None:
+            self._on_close(upstream.finished and record.error is None and record.status < 400)
         record.finished = time.perf_counter()
         record.tail = (self._before_last[-TAIL_BYTES:] + self._last[-TAIL_BYTES:])[-TAIL_BYTES:]
         self._recorder.submit(record)

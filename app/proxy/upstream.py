@@ -14,9 +14,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
-import select
 import socket
 from typing import Callable, Iterable, Iterator
+
+from .peek import IDLE, peek
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,7 @@ class Connection:
 
     def looks_dead(self) -> bool:
         """An idle keep-alive socket that is readable has been closed by the server (or is out of sync)."""
-        try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(readable)
+        return peek(self.sock) != IDLE
 
     def close(self) -> None:
         try:
@@ -356,14 +353,14 @@ class UpstreamClient:
                 if exc.kind == "closed" and reused and replayable and attempt == 1 and not conn.buf:
                     continue  # reset before any answer: the same race as above, seen as ECONNRESET
                 raise
-            except ClientGone:
-                conn.close()
-                raise
             except OSError as exc:
                 conn.close()
                 if reused and replayable and attempt == 1:
                     continue
                 raise UpstreamError("closed", f"connection to upstream failed: {_describe(exc)}") from None
+            except BaseException:  # ClientGone, or an uploaded body that failed on the client's side
+                conn.close()
+                raise
         raise AssertionError("unreachable")
 
     @staticmethod

@@ -38,6 +38,9 @@ class RequestRecord:
     eval_duration_ns: int | None = None
     requested_model: str | None = None  # IntelliProxyLLM: the model asked for, when another one answered
     category: str | None = None  # IntelliProxyLLM: the request's category
+    node: str | None = None  # the Ollama node that answered (its name), when the pool chose one
+    route_reason: str | None = None  # why that node: loaded, fits, evicts idle, replica, retry after <node>: <why>
+    write_failures: int = 0  # flushes in which this record failed to be written on its own
 
     @property
     def duration_ms(self) -> float:

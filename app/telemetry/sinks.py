@@ -34,6 +34,7 @@ class RequestLogSink:
             "streamed": r.streamed, "prompt_tokens": r.prompt_tokens, "eval_count": r.eval_count,
             "eval_duration_ns": r.eval_duration_ns, "error": r.error, "note": r.note,
             "requested_model": r.requested_model[:256] if r.requested_model else None, "category": r.category,
+            "node": r.node[:64] if r.node else None, "route_reason": r.route_reason[:256] if r.route_reason else None,
             "prompt": (r.prompt or "")[:PROMPT_LIMIT] or None if self.store_prompts else None,
         } for r in records]
         session.execute(RequestLog.__table__.insert(), rows)  # Core executemany: no ORM bookkeeping per row

@@ -138,6 +138,28 @@ def record(model="llama3.2:1b", backend="ollama", status=200, duration_ms=120.0,
     return r
 
 
+class FleetStatus:
+    """A fixed answer in place of the routing engine (`services.extras["fleet"]`): the dashboard only calls
+    status(), {node id: {state, probe_ms, last_error, models, loaded, in_flight, waiting, loads_observed}}, and
+    the engine's own answer depends on live probes of hosts that do not exist here."""
+
+    def __init__(self, status: dict):
+        self._status = status
+
+    def status(self) -> dict:
+        return self._status
+
+
+@pytest.fixture
+def fleet(services, monkeypatch):
+    """`fleet(status)` shows that status on the dashboard; `fleet(None)`: as without a routing engine. The real
+    engine is put back after the test (before the app is closed)."""
+    def use(status: dict | None) -> None:
+        monkeypatch.setitem(services.extras, "fleet", None if status is None else FleetStatus(status))
+
+    return use
+
+
 def submit(services, *records):
     for r in records:
         services.recorder.submit(r)

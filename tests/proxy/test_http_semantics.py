@@ -44,6 +44,26 @@ def test_unknown_paths_are_forwarded_not_answered_with_html(proxy):
     assert response.status_code == 404 and response.text == "404 page not found"
 
 
+def test_only_the_api_surface_is_relayed_and_the_rest_gets_a_logged_404(proxy, fake_ollama):
+    fake_ollama.reset()
+    probes = [("GET", "/config/airllm"), ("POST", "/config/ollama"), ("GET", "/metrics"), ("GET", "/favicon.ico"),
+              ("GET", "/api"), ("GET", "/v1"), ("GET", "/api/../config/airllm"), ("GET", "/v1/./models")]
+    for method, path in probes:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.proxy_port, timeout=5)
+        conn.request(method, path, body=b"{}" if method == "POST" else None)  # sent as written: no dot removal
+        response = conn.getresponse()
+        assert response.status == 404, path
+        assert response.getheader("Content-Type") == "application/json; charset=utf-8"
+        message = f"{path} is not part of the Ollama or OpenAI API"
+        error = json.loads(response.read())["error"]
+        assert (error["message"] == message and error["type"] == "not_found_error" if path.startswith("/v1/")
+                else error == message), path
+        conn.close()
+    proxy.wait_for_log(lambda r: r["endpoint"] == "/api/../config/airllm" and r["status"] == 404)
+    relayed = {r.path for r in fake_ollama.state.received}
+    assert not relayed & ({path for _, path in probes} | {"/models"}), relayed
+
+
 def test_config_is_not_reachable_on_the_proxy_port_and_proxy_not_on_the_dashboard_port(proxy):
     assert requests.get(f"{proxy.proxy_url}/config/airllm", timeout=5).status_code == 404
     assert requests.post(f"{proxy.proxy_url}/config/ollama", json={"host": "evil", "port": 1},
@@ -70,6 +90,19 @@ def test_malformed_json_gets_400_in_each_api_shape(proxy):
     openai_style = requests.post(f"{proxy.proxy_url}/v1/chat/completions", data=b"[1,2", timeout=5)
     assert openai_style.status_code == 400
     assert openai_style.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_deeply_nested_json_gets_400_in_each_api_shape_and_is_logged(proxy):
+    nested = b'{"model": "llama3.2:1b", "prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    native = requests.post(f"{proxy.proxy_url}/api/generate", data=nested, timeout=10)
+    assert native.status_code == 400
+    assert native.json() == {"error": "invalid JSON in request body: nested too deeply"}
+    openai_style = requests.post(f"{proxy.proxy_url}/v1/chat/completions", data=b"[" * 100_000, timeout=10)
+    assert openai_style.status_code == 400 and openai_style.json()["error"]["type"] == "invalid_request_error"
+    for endpoint in ("/api/generate", "/v1/chat/completions"):
+        row = proxy.wait_for_log(lambda r, e=endpoint: r["endpoint"] == e and r["status"] == 400
+                                 and "nested too deeply" in (r["error"] or ""))
+        assert row["method"] == "POST"
 
 
 def test_wrong_types_and_non_object_bodies(proxy):

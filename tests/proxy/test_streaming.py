@@ -7,6 +7,8 @@ import time
 
 import requests
 
+from tests.support.waiting import wait_until
+
 
 def test_chunks_arrive_as_the_upstream_sends_them(proxy):
     lines = 8
@@ -37,16 +39,17 @@ def test_client_disconnect_closes_the_upstream_connection(proxy, fake_ollama):
     fake_ollama.reset()
     request = json.dumps({"model": "llama3.2:1b", "prompt": "long", "options": {
         "num_predict": 100, "fake_delay_ms": 100}}).encode()
-    with socket.create_connection(("127.0.0.1", proxy.proxy_port)) as sock:
+    with socket.create_connection(("127.0.0.1", proxy.proxy_port), timeout=10) as sock:
         sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (len(request), request))
-        assert b"200 OK" in sock.recv(4096)
-        time.sleep(0.3)
+        received = sock.recv(4096)
+        assert b"200 OK" in received
+        while received.count(b'"response"') < 2:  # leave mid-stream, after some lines
+            more = sock.recv(4096)
+            assert more, "the stream ended before two lines"
+            received += more
     left_at = time.time()
-    deadline = left_at + 5
-    while not fake_ollama.state.abandoned and time.time() < deadline:
-        time.sleep(0.05)
-    assert fake_ollama.state.abandoned, "the upstream never saw its connection closed"
+    wait_until(lambda: fake_ollama.state.abandoned, 5, "the upstream to see its connection closed")
     path, noticed_at = fake_ollama.state.abandoned[0]
     assert path == "/api/generate" and noticed_at - left_at < 2.0
 

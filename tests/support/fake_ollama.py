@@ -6,9 +6,11 @@
   line i is written at t0 + i * delay. Knobs come from the request's `options` (or top-level for /v1):
   `fake_delay_ms`, `num_predict`/`max_tokens` (lines), `fake_break_after` (close the socket mid-stream),
   `fake_error_after` (send Ollama's mid-stream `{"error": ...}` line), `fake_status` (answer that status),
-  `fake_first_byte_delay_ms` (silence before the headers).
+  `fake_first_byte_delay_ms` (silence before the headers), `fake_eval_duration_ns` (the final line's
+  eval_duration; by default seconds, as a real generation reports).
 - Answers 404 `model 'x' not found` for models it does not list.
-- Records every request (method, path, query, headers, body) and every stream the client abandoned.
+- Records every request (method, path, query, headers, body), every stream the client abandoned, and counts
+  the connections it accepted.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
+EVAL_DURATION_NS = 2_600_000_000  # what every generation reports as eval_duration
 
 DEFAULT_MODELS = [
     {"name": "llama3.2:1b", "family": "llama", "parameter_size": "1.2B", "capabilities": ["completion", "tools"]},
@@ -56,7 +59,12 @@ class FakeState:
     abandoned: list = field(default_factory=list)  # (path, time) of streams whose client went away
     blobs: dict = field(default_factory=dict)
     loaded: set = field(default_factory=set)
+    connections: int = 0  # TCP connections accepted: keep-alive reuse shows as few
     lock: threading.Lock = field(default_factory=threading.Lock)
+    busy: bool = False  # answer inference with Ollama's instant 503 "server busy" (its queue is full)
+    active: dict = field(default_factory=dict)  # normalised model -> generations running now
+    max_active: dict = field(default_factory=dict)  # normalised model -> the most that ever ran at once
+    open_sockets: set = field(default_factory=set)  # open client sockets (kill() closes them)
 
     def has_model(self, name: str | None) -> bool:
         return bool(name) and any(_norm(m["name"]) == _norm(name) for m in self.models)
@@ -74,6 +82,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # keep test output quiet
         pass
+
+    def setup(self):
+        super().setup()
+        with self.state.lock:
+            self.state.connections += 1
+            self.state.open_sockets.add(self.connection)
+
+    def finish(self):
+        with self.state.lock:
+            self.state.open_sockets.discard(self.connection)
+        super().finish()
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -215,7 +234,27 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(int(options["fake_status"]), {"error": f"fake failure from {self.state.name}"})
         if not self.state.has_model(name):
             return self._json(404, {"error": f"model '{name or ''}' not found"})
-        self.state.loaded.add(_norm(name))
+        if self.state.busy:
+            return self._json(503, {"error": "server busy, please try again.  maximum pending requests exceeded"})
+        key = _norm(name)
+        with self.state.lock:
+            self.state.loaded.add(key)
+            self.state.active[key] = self.state.active.get(key, 0) + 1
+            self.state.max_active[key] = max(self.state.max_active.get(key, 0), self.state.active[key])
+        self._running = key
+        try:
+            self._generate(req, chat, name, options)
+        finally:
+            self._generation_done()
+
+    def _generation_done(self) -> None:
+        """The slot frees as the last line goes out (as in Ollama), not when this thread gets round to it."""
+        key, self._running = getattr(self, "_running", None), None
+        if key is not None:
+            with self.state.lock:
+                self.state.active[key] -= 1
+
+    def _generate(self, req: dict, chat: bool, name: str, options: dict):
         empty = not req.get("messages") if chat else not req.get("prompt")
         base = {"model": name, "created_at": _now()}
         if empty:
@@ -230,8 +269,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return dict(base, message={"role": "assistant", "content": text}, done=False)
             return dict(base, response=text, done=False)
 
-        final = dict(base, done=True, done_reason="stop", total_duration=1_000_000, load_duration=1000,
-                     prompt_eval_count=3, prompt_eval_duration=1000, eval_count=lines, eval_duration=500_000)
+        # Durations in nanoseconds, of the size a real generation reports (seconds: well past 2**31 ns).
+        final = dict(base, done=True, done_reason="stop", total_duration=3_100_000_000,
+                     load_duration=150_000_000, prompt_eval_count=3, prompt_eval_duration=450_000_000,
+                     eval_count=lines, eval_duration=int(options.get("fake_eval_duration_ns", EVAL_DURATION_NS)))
         if req.get("stream", True) is False:
             text = "".join(words)
             final.update({"message": {"role": "assistant", "content": text}} if chat else {"response": text})
@@ -255,6 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
         wait = t0 + lines * delay - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+        self._generation_done()
         self._chunk(json.dumps(final).encode() + b"\n")
         self._end_stream()
 
@@ -267,7 +309,8 @@ class _Handler(BaseHTTPRequestHandler):
         inputs = req.get("input")
         inputs = [inputs] if isinstance(inputs, str) else inputs
         self._json(200, {"model": req["model"], "embeddings": [[0.6, 0.8] for _ in inputs],
-                         "total_duration": 1000, "load_duration": 10, "prompt_eval_count": len(inputs)})
+                         "total_duration": 2_300_000_000, "load_duration": 2_100_000_000,
+                         "prompt_eval_count": len(inputs)})
 
     def embeddings(self, body):
         req = self._parse(body)
@@ -358,6 +401,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.state.has_model(req.get("model")):
             return self._json(404, {"error": {"message": f"model '{req.get('model')}' not found",
                                               "type": "not_found_error", "param": None, "code": None}})
+        if self.state.busy:
+            return self._json(503, {"error": {"message": "server busy, please try again.  maximum pending requests "
+                                              "exceeded", "type": "api_error", "param": None, "code": None}})
         lines = int(req.get("max_tokens") or 5)
         delay = float(req.get("fake_delay_ms", 0)) / 1000
         words = [f"{self.state.name}-{i} " for i in range(lines)]
@@ -433,6 +479,19 @@ class FakeOllama:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def kill(self) -> None:
+        """Die like a crashed server: stop listening and drop every open connection, keep-alive ones too."""
+        import socket
+
+        self.stop()
+        with self.state.lock:
+            sockets = list(self.state.open_sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def requests_to(self, path: str) -> list[Received]:
         with self.state.lock:

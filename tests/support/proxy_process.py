@@ -109,6 +109,18 @@ class ProxyProcess:
         self.stop()
         return self.start()
 
+    def wait_for_log(self, predicate, timeout: float = 10.0) -> dict:
+        """The newest row of the request log (the dashboard's /requests JSON) that satisfies `predicate`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = requests.get(f"{self.dashboard_url}/requests", timeout=5).json()["requests"]
+            found = next((row for row in rows if predicate(row)), None)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no such row in the request log within {timeout} s; newest: {rows[:3]}")
+            time.sleep(0.1)
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
