@@ -13,7 +13,8 @@ from .validation import ValidationError, is_link_local_target, validate_node_fie
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The variables that seed the routing config on first start (app.env_drift reports those that differ later).
-SEED_VARIABLES = ("OLLAMA_HOST", "OLLAMA_PORT", "AIRLLM_ENABLED", "AIRLLM_HOST", "AIRLLM_PORT", "OLLAMA_USE_AIRLLM")
+SEED_VARIABLES = ("OLLAMA_HOST", "OLLAMA_PORT", "OLLAMA_HOSTS", "AIRLLM_ENABLED", "AIRLLM_HOST", "AIRLLM_PORT",
+                  "OLLAMA_USE_AIRLLM")
 
 
 def _bool(value: str | None, default: bool = False) -> bool:

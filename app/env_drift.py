@@ -73,10 +73,11 @@ def drift(settings: dict, table: RoutingTable) -> list[Drift]:
     settings["SEED_FROM_ENV"] names those it set, see app.config.SEED_VARIABLES)."""
     given = settings.get("SEED_FROM_ENV", frozenset())
     ollama_vars, ollama_env = [], {}
-    if "OLLAMA_HOST" in given:  # a host without a port means OLLAMA_PORT (or 11434), as for Ollama's clients
+    single = "OLLAMA_HOSTS" not in given  # a node pool is for a comparison node by node, not with one target
+    if single and "OLLAMA_HOST" in given:  # a host without a port means OLLAMA_PORT (or 11434), as for the clients
         ollama_vars = ["OLLAMA_HOST"] + (["OLLAMA_PORT"] if "OLLAMA_PORT" in given else [])
         ollama_env = {"host": settings["SEED_OLLAMA_HOST"], "port": settings["SEED_OLLAMA_PORT"]}
-    elif "OLLAMA_PORT" in given:
+    elif single and "OLLAMA_PORT" in given:
         ollama_vars, ollama_env = ["OLLAMA_PORT"], {"port": settings["SEED_OLLAMA_PORT"]}
     ollama_stored = {"host": table.ollama.host, "port": table.ollama.port}
 

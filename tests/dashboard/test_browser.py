@@ -96,24 +96,30 @@ class Console:
             self.problems.append(text)
 
 
-@pytest.fixture
-def console():
-    return Console()
+_CONSOLES: dict[int, Console] = {}  # id(page) -> its Console, for the `console` fixture
 
 
 @pytest.fixture
-def page(browser, console):
+def page(browser):
     """A fresh browser context; fails the test on a JS error, any console error, or a CSP violation."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.add_init_script(REPORT_CSP_VIOLATIONS)
     page = context.new_page()
+    console = _CONSOLES[id(page)] = Console()
     page.on("pageerror", lambda exc: console.report(f"JS error: {exc}"))
     page.on("console", lambda msg: console.report(f"console {msg.type}: {msg.text}")
             if msg.type == "error" or "Content Security Policy" in msg.text else None)
     page.on("dialog", lambda dialog: dialog.accept())
     yield page
     context.close()
+    del _CONSOLES[id(page)]
     assert console.problems == []
+
+
+@pytest.fixture
+def console(page):
+    """What the `page` fixture records from the browser's console (a test may expect one exact message)."""
+    return _CONSOLES[id(page)]
 
 
 @pytest.fixture

@@ -73,6 +73,11 @@ def test_start_says_when_ollama_did_not_answer_and_still_serves(tmp_path):
         process.stop()
 
 
+def generate(proxy_url: str) -> requests.Response:
+    return requests.post(f"{proxy_url}/api/generate", json={"model": "llama3.2:1b", "prompt": "hi", "stream": False},
+                         timeout=10)
+
+
 def csrf_of(page_html: str) -> str:
     return html.unescape(re.search(r'name="csrf_token" value="([^"]+)"', page_html).group(1))
 
@@ -93,9 +98,10 @@ def test_restart_with_another_ollama_host_is_logged_and_offered_on_the_dashboard
             assert "The environment names other settings" in page
             assert (f"<code>OLLAMA_HOST</code> names <code>127.0.0.1:{ollama_b.port}</code>; in use: "
                     f"<code>127.0.0.1:{ollama_a.port}</code>") in page
-            # Still the stored target until someone presses the button.
-            assert requests.get(f"{process.proxy_url}/api/tags", timeout=5).status_code == 200
-            assert ollama_b.requests_to("/api/tags") == []
+            # Still the stored target until someone presses the button (generate: nothing else sends it, unlike
+            # the model lists that background probes read).
+            assert generate(process.proxy_url).status_code == 200
+            assert (len(ollama_a.requests_to("/api/generate")), ollama_b.requests_to("/api/generate")) == (1, [])
 
             answer = browser.post(f"{process.dashboard_url}/connections/use-environment", timeout=5,
                                   data={"target": "ollama", "next": "dashboard.connections", "csrf_token": csrf_of(page)})
@@ -105,8 +111,8 @@ def test_restart_with_another_ollama_host_is_logged_and_offered_on_the_dashboard
         assert (config["ollama_host"], config["ollama_port"]) == ("127.0.0.1", ollama_b.port)
         wait_for_config_propagation(process)
         for _ in range(4):  # fresh connections: both workers
-            assert requests.get(f"{process.proxy_url}/api/tags", timeout=5).status_code == 200
-        assert len(ollama_b.requests_to("/api/tags")) == 4
+            assert generate(process.proxy_url).status_code == 200
+        assert (len(ollama_a.requests_to("/api/generate")), len(ollama_b.requests_to("/api/generate"))) == (1, 4)
 
         since = process.log_path.stat().st_size
         process.restart()  # environment and database agree now

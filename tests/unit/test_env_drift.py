@@ -56,3 +56,8 @@ def test_both_targets_are_reported_ollama_first():
 
 def test_blank_variables_count_as_unset():
     assert load_settings({"OLLAMA_HOST": "  ", "AIRLLM_PORT": ""})["SEED_FROM_ENV"] == frozenset()
+
+
+def test_a_node_pool_in_the_environment_is_not_read_as_one_ollama_target():
+    env = {"OLLAMA_HOSTS": "gpu-a:11434,gpu-b:11434", "OLLAMA_HOST": "gpu-c", "AIRLLM_PORT": "8001"}
+    assert [d.target for d in drift(load_settings(env), stored())] == ["airllm"]
