@@ -199,6 +199,16 @@ class Board:
     def add_inflight(self, model_slot: int, node_slot: int, delta: int) -> None:
         self._inflight[(self.row() * MAX_MODELS + model_slot) * MAX_NODES + node_slot] += delta
 
+    def state(self, model_slot: int, node_slot: int, rows: tuple | None = None) -> tuple[int, float, float]:
+        """(requests in flight from all workers, last sent, last answered) for a model on a node, in one go.
+        `rows`: live_rows(), when the caller reads many states at once."""
+        index = model_slot * MAX_NODES + node_slot
+        inflight, stride = self._inflight, MAX_MODELS * MAX_NODES
+        running = 0
+        for row in self.live_rows() if rows is None else rows:
+            running += inflight[row * stride + index]
+        return running, self._last_sent[index], self._last_head[index]
+
     def inflight(self, model_slot: int, node_slot: int) -> int:
         return sum(self._inflight[(row * MAX_MODELS + model_slot) * MAX_NODES + node_slot]
                    for row in self.live_rows())

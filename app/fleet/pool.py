@@ -85,8 +85,9 @@ def pool_nodes(table) -> tuple:
 
 
 class Pool:
-    def __init__(self, settings: dict, client, board=None, watcher=None):
+    def __init__(self, settings: dict, client, board=None, watcher=None, probe: bool = True):
         self.client = client
+        self.probe = probe  # False: no background probes (benchmarks and tests fill the views themselves)
         self.watcher = watcher  # when given, status() follows its table even if no request arrived
         self.board = board or board_module.shared()
         self.views: dict[int, NodeView] = {}
@@ -96,6 +97,7 @@ class Pool:
         self.line = WaitingLine(self.board, settings.get("PROXY_MAX_QUEUE", 64),
                                 settings.get("PROXY_QUEUE_TIMEOUT_S", 120.0))
         self.node_count = 0
+        self._shapes: dict[int, tuple] = {}  # node id -> its lists with board slots (see _shape)
 
     # -- configuration -------------------------------------------------------------------------------------
 
@@ -116,7 +118,8 @@ class Pool:
                     self.board.reset_node(config.slot)
                 view = self.views[node_id] = NodeView(config)
                 prober = self._probers[node_id] = NodeProber(view, self.client, self._seen_loaded)
-                prober.start()
+                if self.probe:
+                    prober.start()
             elif view.config != config:
                 if (view.config.host, view.config.port) != (config.host, config.port):
                     view.state, view.failures, view.listed, view.loaded = "unknown", 0, {}, {}
@@ -136,55 +139,55 @@ class Pool:
     # -- the snapshot and the rule -------------------------------------------------------------------------
 
     def node_states(self, key: str, model_slot: int) -> list[NodeState]:
+        """The rule's snapshot for one model (the hot path of placement: kept to plain reads of the board)."""
         board, estimates = self.board, self.estimates
         now = time.monotonic()
+        rows = board.live_rows()
+        rates: dict[str, float] = {}
         states = []
         for view in self.views.values():
             config = view.config
-            inflight = board.inflight(model_slot, config.slot)
-            sent = board.last_sent(model_slot, config.slot)
-            resident = key in view.loaded or inflight > 0 or sent >= view.ps_at >= 0 or \
-                (view.ps_at < 0 and sent > 0)
-            free_gb, idle = None, []
-            if config.vram_gb is not None:
-                used = 0.0
-                for other, size in view.loaded.items():
-                    used += size
-                    other_slot = board.model_slot(other)
-                    if other != key and board.inflight(other_slot, config.slot) == 0:
-                        idle.append(IdleModel(other, size, board.last_sent(other_slot, config.slot),
-                                              estimates.rate(other, now)))
-                for other in view.listed:  # loads the proxy started that /api/ps does not show yet
-                    if other not in view.loaded and self._pending(view, board.model_slot(other)):
-                        used += estimates.size_of(other, (view,)) or 0.0
-                free_gb = config.vram_gb - used
+            slot, vram, ps_at = config.slot, config.vram_gb, view.ps_at
+            loaded_models, other_models = self._shape(view)
+            inflight, sent, _ = board.state(model_slot, slot, rows)
+            resident = key in view.loaded or inflight > 0 or 0 < sent and sent >= ps_at
+            used, idle, loading = 0.0, [], False
+            for other, other_slot, size in loaded_models:
+                used += size
+                if vram is not None and other != key:
+                    running, other_sent, _ = board.state(other_slot, slot, rows)
+                    if not running:
+                        rate = rates.get(other)
+                        if rate is None:
+                            rate = rates[other] = estimates.rate(other, now)
+                        idle.append(IdleModel(other, size, other_sent, rate))
+            for other, other_slot in other_models:  # loads the proxy started that /api/ps does not show yet
+                running, other_sent, other_head = board.state(other_slot, slot, rows)
+                if other_sent <= 0:
+                    continue
+                unanswered = running > 0 and other_head < other_sent  # Ollama loads one model at a time
+                loading = loading or unanswered
+                if vram is not None and (unanswered or other_sent >= ps_at):
+                    used += estimates.size_of(other, (view,)) or 0.0
+            if idle:
                 idle.sort(key=lambda m: m.last_used)
             states.append(NodeState(
                 config=config, up=view.up, lists_model=key in view.listed or not view.tags_at,
-                resident=resident, inflight_model=inflight, inflight_total=board.inflight(TOTAL, config.slot),
-                free_gb=free_gb, idle=tuple(idle), loading=self._loading(view)))
+                resident=resident, inflight_model=inflight, inflight_total=board.state(TOTAL, slot, rows)[0],
+                free_gb=None if vram is None else vram - used, idle=tuple(idle), loading=loading))
         return states
 
-    def _pending(self, view: NodeView, model_slot: int) -> bool:
-        """The proxy sent the model there after the last /api/ps was asked, or it has not answered yet (Ollama's
-        /api/ps lists a model only once it is loaded)."""
-        board, slot = self.board, view.config.slot
-        sent = board.last_sent(model_slot, slot)
-        if sent <= 0:
-            return False
-        return sent >= view.ps_at or (board.last_head(model_slot, slot) < sent and board.inflight(model_slot, slot) > 0)
-
-    def _loading(self, view: NodeView) -> bool:
-        """A model the proxy sent there has not answered and is not in /api/ps: Ollama is loading it."""
-        board, slot = self.board, view.config.slot
-        for other in view.listed:
-            if other in view.loaded:
-                continue
-            other_slot = board.model_slot(other)
-            sent = board.last_sent(other_slot, slot)
-            if sent > 0 and board.last_head(other_slot, slot) < sent and board.inflight(other_slot, slot) > 0:
-                return True
-        return False
+    def _shape(self, view: NodeView) -> tuple[tuple, tuple]:
+        """(loaded: ((name, board slot, GB), ...), listed but not loaded: ((name, board slot), ...)), kept until
+        the probes replace the node's lists."""
+        cached = self._shapes.get(view.config.id)
+        if cached is not None and cached[0] is view.listed and cached[1] is view.loaded:
+            return cached[2], cached[3]
+        slot_of = self.board.model_slot
+        loaded = tuple((name, slot_of(name), size) for name, size in view.loaded.items())
+        others = tuple((name, slot_of(name)) for name in view.listed if name not in view.loaded)
+        self._shapes[view.config.id] = (view.listed, view.loaded, loaded, others)
+        return loaded, others
 
     def demand(self, key: str, model_slot: int, waiting_self: int = 0) -> ModelDemand:
         estimates = self.estimates

@@ -209,9 +209,8 @@ def test_every_candidate_refusing_is_a_502_naming_each_node():
     nodes = tuple(NodeConfig(id=i, name=f"gpu-{i}", host="127.0.0.1", port=free_port(), slot=i) for i in (1, 2))
     table = RoutingTable(ollama=nodes[0].backend, airllm=nodes[0].backend, nodes=nodes, version=1)
     client = UpstreamClient(connect_timeout=1.0)
-    pool = Pool({}, client, Board(_process_lock()))
+    pool = Pool({}, client, Board(_process_lock()), probe=False)
     pool.sync(table)
-    pool.stop()
     for view in pool.views.values():
         view.listed = {"m:latest": 1.0}
         view.tags_at = 1.0
