@@ -76,7 +76,8 @@ def create_app(overrides: dict | None = None) -> PortDispatcher:
     from .intelli.setup import build_resolver
 
     resolver = build_resolver(services)
-    pool = Pool(settings, services.client, watcher=watcher)
+    # NODE_PROBES=False (tests that build the app in-process) leaves the nodes unprobed: no traffic to made-up hosts
+    pool = Pool(settings, services.client, watcher=watcher, probe=settings.get("NODE_PROBES", True))
     pool.sync(watcher.table)
     services.extras["fleet"] = pool
     services.health.fleet = pool

@@ -126,39 +126,50 @@ class Catalog:
         return json.loads(raw)
 
     def refresh_models(self) -> None:
-        """Poll Ollama once: installed models (with /api/show for new ones) and loaded models."""
+        """Poll the Ollama nodes once: installed models (with /api/show for new ones) and loaded models.
+
+        Every enabled node of the pool is asked; a model counts once, described by the first node that lists it."""
         table = self.watcher.table
-        try:
-            tags = self._get_json(table.ollama, "GET", "/api/tags")
-            entries = [m for m in tags.get("models") or [] if isinstance(m, dict) and (m.get("model") or m.get("name"))]
-            listed, new = [], []
-            for entry in entries:
+        backends = [n.backend for n in table.nodes if n.enabled] or [table.ollama]
+        found: dict[str, tuple[dict, object]] = {}
+        loaded: set[str] = set()
+        failures = []
+        for backend in backends:
+            try:
+                tags = self._get_json(backend, "GET", "/api/tags")
+                for entry in tags.get("models") or []:
+                    if isinstance(entry, dict) and (entry.get("model") or entry.get("name")):
+                        found.setdefault(normalize_model_name(entry.get("model") or entry.get("name")),
+                                         (entry, backend))
+            except (UpstreamError, ValueError, AttributeError) as exc:
+                failures.append(f"cannot list models at {backend.url}: {getattr(exc, 'message', exc)}")
+                continue
+            try:
+                ps = self._get_json(backend, "GET", "/api/ps")
+                loaded.update(normalize_model_name(m.get("model") or m.get("name") or "")
+                              for m in ps.get("models") or [] if isinstance(m, dict))
+            except (UpstreamError, ValueError, AttributeError):
+                pass
+        new = []
+        if len(failures) == len(backends):
+            self._error = "; ".join(failures)
+        else:
+            for key, (entry, backend) in found.items():
                 name = entry.get("model") or entry.get("name")
-                key = normalize_model_name(name)
                 digest = str(entry.get("digest") or "")
                 known = self._derived.get(key)
                 if known is None or known[0] != digest:
                     try:
-                        show = self._get_json(table.ollama, "POST", "/api/show", {"model": name}, timeout=10.0)
+                        show = self._get_json(backend, "POST", "/api/show", {"model": name}, timeout=10.0)
                     except (UpstreamError, ValueError) as exc:
                         log.info("no /api/show for %s (%s); deriving from the name", name, exc)
                         show = None
                     profile = derive_profile(name, show, entry)
                     self._derived[key] = (digest, profile)
                     new.append(profile)
-                listed.append(key)
-            try:
-                ps = self._get_json(table.ollama, "GET", "/api/ps")
-                self._loaded = frozenset(normalize_model_name(m.get("model") or m.get("name") or "")
-                                         for m in ps.get("models") or [] if isinstance(m, dict))
-            except (UpstreamError, ValueError):
-                self._loaded = frozenset()
-            self._listed = listed
+            self._listed, self._loaded = list(found), frozenset(loaded)
             self._error = None
             self._refreshed_at = time.time()
-        except (UpstreamError, ValueError, AttributeError) as exc:
-            self._error = f"cannot list models at {table.ollama.url}: {getattr(exc, 'message', exc)}"
-            new = []
         self._airllm = self._airllm_models(table)
         if new:
             unstored = [p for p in new if p.key not in self._stored]

@@ -217,7 +217,6 @@ class ProxyApp:
 
     def _plan(self, environ, method: str, path: str, table, record: RequestRecord):
         """Read the request and decide where it may go, in order: (attempts, nodes or None) or a LocalReply."""
-        pool = self.pool
         if path.startswith("/api/blobs/"):
             body = iter_body(environ) if method in ("POST", "PUT") else None  # streamed, never parsed
             return [Attempt(table.ollama, "ollama", None, body)], self._blob_nodes(path)

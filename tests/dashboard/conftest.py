@@ -32,6 +32,7 @@ def make_app(tmp_path, **overrides):
         "SEED_AIRLLM_HOST": "airllm.test", "SEED_AIRLLM_PORT": 8000,
         "TELEMETRY_FLUSH_SECONDS": 3600.0,  # tests flush by hand
         "CONFIG_POLL_SECONDS": 3600.0,
+        "NODE_PROBES": False,  # the pool's background probes would look up ollama.test for the rest of the run
     }
     settings.update(overrides)
     dispatcher = create_app(settings)
@@ -47,6 +48,9 @@ def close_app(dispatcher) -> None:
     intelli = svc.extras.get("intelli")
     if intelli is not None:
         intelli.catalog.stop()
+    fleet = svc.extras.get("fleet")
+    if fleet is not None:
+        fleet.stop()
     svc.watcher.stop()
     svc.recorder.stop()
     svc.engine.dispose()

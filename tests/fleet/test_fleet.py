@@ -63,7 +63,7 @@ def test_lists_are_merged_over_the_up_nodes(fleet):
 
 
 def test_a_busy_node_hands_over_to_the_next_before_the_first_byte(fleet):
-    proxy, a, b = fleet["proxy"], fleet["a"], fleet["b"]
+    proxy, b = fleet["proxy"], fleet["b"]
     b.state.busy = True  # Ollama's instant 503: its queue is full
     try:
         response = generate(proxy, "llama3.2:1b")
@@ -220,3 +220,30 @@ def test_every_candidate_refusing_is_a_502_naming_each_node():
     assert outcome.message.startswith("every Ollama node failed: gpu-")
     assert "gpu-1: connection refused" in outcome.message and "gpu-2: connection refused" in outcome.message
     assert pool.board.inflight(pool.board.model_slot("m:latest"), 1) == 0  # the slots were given back
+
+
+def test_a_blob_upload_and_the_create_that_uses_it_land_on_one_node(fleet):
+    import hashlib
+
+    proxy = fleet["proxy"]
+    data = b"GGUF" + b"\x00" * 2048
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    for name in ("a", "b"):
+        fleet[name].reset()
+    upload = requests.post(f"{proxy.proxy_url}/api/blobs/{digest}", data=data, timeout=10,
+                           headers={"Content-Type": "application/json"})  # what both official clients send
+    assert upload.status_code == 201
+    node = upload.headers["X-IntelliProxy-Node"]
+    check = requests.head(f"{proxy.proxy_url}/api/blobs/{digest}", timeout=10)
+    assert check.status_code == 200 and check.headers["X-IntelliProxy-Node"] == node
+    requests.post(f"{proxy.proxy_url}/api/create", timeout=10, json={"model": "mine", "files": {"m.gguf": digest}})
+    assert len(fleet[node].requests_to("/api/create")) == 1
+    assert not fleet["b" if node == "a" else "a"].requests_to("/api/create")
+
+
+def test_show_goes_to_a_node_that_has_the_model(fleet):
+    proxy = fleet["proxy"]
+    shown = requests.post(f"{proxy.proxy_url}/api/show", json={"model": "nomic-embed-text"}, timeout=10)
+    assert shown.status_code == 200 and shown.headers["X-IntelliProxy-Node"] == "b"
+    coder = ollama.Client(host=proxy.proxy_url).show("qwen2.5-coder:7b")
+    assert coder.modelinfo is not None

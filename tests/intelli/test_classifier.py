@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 import time
 
 import pytest
@@ -49,28 +48,10 @@ def test_accuracy_on_prompts_the_rules_never_saw():
     assert right / len(HELD_OUT) >= MIN_HELD_OUT_ACCURACY
 
 
-def test_rules_are_well_under_a_millisecond():
-    features = [extract_features(_path(b), b) for _, b in LABELLED]
-    for f in features:  # warm up (regex caches)
-        classify_rules(f)
-    timings = []
-    for _ in range(5):
-        for f in features:
-            started = time.perf_counter()
-            classify_rules(f)
-            timings.append((time.perf_counter() - started) * 1e6)
-    mean, p99 = statistics.mean(timings), sorted(timings)[int(len(timings) * 0.99)]
-    print(f"\nclassification latency: mean {mean:.0f} µs, p99 {p99:.0f} µs over {len(timings)} runs")
-    assert mean < 500 and p99 < 1000
-
-
-def test_long_prompts_stay_fast():
+def test_long_prompts_are_classified():
+    """(How fast: scripts/bench_classifier.py; a benchmark, not a timed assertion.)"""
     text = "Please review this module for thread-safety issues.\n" + ("x = compute(y) + 1;\n" * 5000)
-    features = RequestFeatures(text=text)
-    classify_rules(features)
-    started = time.perf_counter()
-    result = classify_rules(features)
-    assert (time.perf_counter() - started) < 0.005
+    result = classify_rules(RequestFeatures(text=text))
     assert result.category == "code" and result.complexity >= 6
 
 
@@ -165,9 +146,10 @@ def test_slow_or_missing_classifier_falls_back_to_rules(classifier_server):
     assert result.category == "creative" and result.source == "rules"
     assert any("classifier model failed" in r for r in result.reasons)
     # In the cool-down the model is not asked again: the rules answer at once.
-    started = time.perf_counter()
+    asked_before = len(classifier_server.state.received)
     again = classify(RequestFeatures(text="Solve x^2 = 4"), refiner, backend)
-    assert time.perf_counter() - started < 0.05 and again.category == "math"
+    assert again.category == "math" and again.source == "rules"
+    assert len(classifier_server.state.received) == asked_before
     down = ModelRefiner("tiny-classifier:1b", UpstreamClient(connect_timeout=0.5), timeout=0.5)
     from tests.support.proxy_process import free_port
     result = classify(RequestFeatures(text="hi"), down, Backend("ollama", "127.0.0.1", free_port()))
