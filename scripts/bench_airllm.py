@@ -49,7 +49,7 @@ else:
     from airllm import AutoModel
     if variant == "airllm_fixed":
         sys.path.insert(0, sys.argv[6])
-        from app.airllm_server.engine import freeze_heap
+        from app.airllm_server.runtime import freeze_heap
         freeze_heap()
     m = AutoModel.from_pretrained(model, device=device, dtype=torch.float32 if device == "cpu" else None,
                                   layer_shards_saving_path=shards, prefetching=device.startswith("cuda"))
