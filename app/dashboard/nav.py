@@ -5,6 +5,7 @@ NAV_ITEMS = [
     ("Connections", "dashboard.connections"),
     ("Models", "dashboard.models"),
     ("Routing", "intelli.routing"),
+    ("AirLLM", "airllm_panel.page"),
     ("Performance", "intelli.performance"),
     ("Statistics", "dashboard.statistics"),
     ("Request log", "dashboard.request_log"),

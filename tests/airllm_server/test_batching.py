@@ -16,20 +16,10 @@ from app.airllm_server.engine import Engine
 from app.airllm_server.options import parse_options
 from app.airllm_server.registry import load_registry
 from tests.support.tiny_model import chat_prompt_ids, greedy_reference
+from tests.support.waiting import wait_for
 
 PROMPTS = {"Hello": 24, "Quick brown foxes jump over lazy dogs while the system answers the user": 10,
            "Numbers like 0 1 2 3": 16}
-
-
-def wait_for(check, what: str, timeout: float = 60.0):
-    """Poll ``check`` until it is truthy (returned), failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.002)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def make_engine(tmp_path, model_dir, cache: str, **settings) -> Engine:

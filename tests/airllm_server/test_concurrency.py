@@ -5,24 +5,14 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-import time
 
 import ollama
 import requests
 
 from tests.support.tiny_model import chat_prompt_ids, greedy_reference
+from tests.support.waiting import wait_for
 
 LONG = {"temperature": 0, "num_predict": 480}
-
-
-def _wait_for(check, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _open_stream(server, prompt: str) -> http.client.HTTPConnection:
@@ -62,7 +52,7 @@ def _fill_batch(server) -> list[http.client.HTTPConnection]:
         resp = conn.getresponse()
         assert resp.status == 200
         resp.readline()
-    _wait_for(lambda: server.health()["queue"]["batch_size"] == 2, "a full batch")
+    wait_for(lambda: server.health()["queue"]["batch_size"] == 2, "a full batch")
     return conns
 
 
@@ -77,7 +67,7 @@ def test_full_queue_answers_503_with_retry_after(server):
     waiting = threading.Thread(target=lambda: requests.post(server.url + "/api/generate", json={
         "model": "tiny", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}}, timeout=120))
     waiting.start()
-    _wait_for(lambda: server.health()["queue"]["depth"] == 1, "a waiting request")
+    wait_for(lambda: server.health()["queue"]["depth"] == 1, "a waiting request")
     busy = requests.post(server.url + "/api/generate", json={"model": "tiny", "prompt": "Hi", "stream": False})
     assert busy.status_code == 503
     assert busy.json()["error"].startswith("server busy")
@@ -96,7 +86,7 @@ def test_disconnect_cancels_generation_and_frees_the_device(server):
         assert json.loads(resp.readline())["done"] is False
     conn.sock.close()
     conn.close()
-    canceled = _wait_for(lambda: len(_recent(server, "canceled")) > canceled_before and _recent(server, "canceled"),
+    canceled = wait_for(lambda: len(_recent(server, "canceled")) > canceled_before and _recent(server, "canceled"),
                          "the canceled generation")
     assert canceled[-1]["eval_count"] < LONG["num_predict"]
     health = server.health()
@@ -109,13 +99,13 @@ def test_queued_request_whose_client_left_is_dropped(server):
     dropped_before = server.health()["queue"]["dropped"]
     running = _fill_batch(server)
     queued = _open_stream(server, "Queued")
-    _wait_for(lambda: server.health()["queue"]["depth"] == 1, "the queued request")
+    wait_for(lambda: server.health()["queue"]["depth"] == 1, "the queued request")
     waiting = server.health()["queue"]["waiting"]
     assert waiting[0]["position"] == 1 and waiting[0]["model"] == "tiny:latest"
     queued.sock.close()
     queued.close()
-    health = _wait_for(lambda: (h := server.health())["queue"]["dropped"] > dropped_before and h, "the drop")
+    health = wait_for(lambda: (h := server.health())["queue"]["dropped"] > dropped_before and h, "the drop")
     assert health["queue"]["depth"] == 0
     assert health["queue"]["batch_size"] == 2                # the running generations carry on
     _close(running)
-    _wait_for(lambda: server.health()["queue"]["running"] is None, "the device to be free")
+    wait_for(lambda: server.health()["queue"]["running"] is None, "the device to be free")

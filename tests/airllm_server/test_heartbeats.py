@@ -22,8 +22,8 @@ import openai
 import pytest
 import requests
 
-from tests.airllm_server.test_batching import wait_for
 from tests.support.airllm_process import AirLLMProcess
+from tests.support.waiting import wait_for
 from tests.support.tiny_model import build_tiny_model, chat_prompt_ids, greedy_reference
 
 HEARTBEAT_S = 0.2

@@ -14,8 +14,9 @@ import pytest
 from app.airllm_server.errors import ApiError
 from app.airllm_server.registry import build_entry, remote_code_refusal
 from app.airllm_server.tokenizers import TokenizerCache
-from tests.airllm_server.test_batching import admit, make_engine, wait_for
+from tests.airllm_server.test_batching import admit, make_engine
 from tests.support.tiny_model import chat_prompt_ids
+from tests.support.waiting import wait_for
 
 SWEEP_DELAY_S = 0.12
 
