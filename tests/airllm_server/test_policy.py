@@ -70,3 +70,16 @@ def test_retry_after_grows_with_the_line_and_is_bounded():
     assert retry_after(0, None) == 5
     assert retry_after(3, 2.0) == 8
     assert retry_after(100, 60.0) == 600
+
+
+def test_batching_settings_are_read_and_checked():
+    from app.airllm_server.config import Settings
+
+    default = Settings.from_env({})
+    assert (default.max_batch, default.heartbeat_s, default.switch_after_s) == (8, 5.0, 30.0)
+    assert default.worker_threads == default.max_queue + default.max_batch + 4
+    custom = Settings.from_env({"AIRLLM_MAX_BATCH": "2", "AIRLLM_HEARTBEAT_S": "0.5", "AIRLLM_SWITCH_AFTER_S": "9"})
+    assert (custom.max_batch, custom.heartbeat_s, custom.switch_after_s) == (2, 0.5, 9.0)
+    for env in ({"AIRLLM_MAX_BATCH": "0"}, {"AIRLLM_HEARTBEAT_S": "0"}, {"AIRLLM_MAX_BATCH": "many"}):
+        with pytest.raises(ValueError):
+            Settings.from_env(env)
