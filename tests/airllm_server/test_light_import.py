@@ -12,7 +12,7 @@ LIGHT = ["app", "app.airllm_server", "app.airllm_server.config", "app.airllm_ser
          "app.airllm_server.openai_views", "app.airllm_server.catalog", "app.airllm_server.batcher",
          "app.airllm_server.policy", "app.airllm_server.admission", "app.airllm_server.lifecycle",
          "app.airllm_server.tokenizers", "app.airllm_server.generation", "app.airllm_server.reporting",
-         "app.airllm_server.runtime"]
+         "app.airllm_server.runtime", "app.dashboard.airllm_panel"]
 
 
 def test_importing_app_and_light_server_modules_does_not_load_torch():
