@@ -120,7 +120,8 @@ class Batcher:
                 # Poll now and then: waiting clients may leave, keep_alive may run out.
                 self.cond.wait(min(max(self.lifecycle.seconds_to_expiry(), 0.01), 0.1 if self.waiting else 1.0))
                 return
-            picked = [h for h in self.waiting if h.id in {w.id for w in ([head] if head else joining)}]
+            chosen = {w.id for w in ([head] if head else joining)}
+            picked = [h for h in self.waiting if h.id in chosen]
             for h in picked:
                 self.waiting.remove(h)
                 h.started_at = time.monotonic()

@@ -19,7 +19,7 @@ from .admission import Handle
 from .batcher import Batcher
 from .config import Settings
 from .generation import Sequence
-from .lifecycle import FOREVER, ModelLifecycle  # noqa: F401 - FOREVER is part of the engine's vocabulary
+from .lifecycle import ModelLifecycle
 from .options import Sampling
 from .registry import ModelEntry, Registry
 from .tokenizers import TokenizerCache
