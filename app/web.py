@@ -49,6 +49,9 @@ def create_dashboard_app(services: Services) -> Flask:
     from .intelli.views import bp as intelli_bp
 
     app.register_blueprint(intelli_bp)
+    from .dashboard.airllm_panel import bp as airllm_panel_bp
+
+    app.register_blueprint(airllm_panel_bp)
 
     @app.get("/health")
     def health():

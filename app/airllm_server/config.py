@@ -46,7 +46,10 @@ class Settings:
     models_file: str = ""                 # JSON or TOML registry with per-model options
     shards_dir: Path = field(default_factory=lambda: _default_shards_dir(os.environ))
     device: str = ""                      # "" = cuda:0 when available, else cpu
-    max_queue: int = 8                    # waiting requests, the running one not counted
+    max_queue: int = 8                    # waiting requests, the running batch not counted
+    max_batch: int = 8                    # sequences sharing one sweep
+    heartbeat_s: float = 5.0              # longest silence of a stream while waiting, loading or in a long pass
+    switch_after_s: float = 30.0          # a request for another model stops newcomers joining after this wait
     threads: int = 0                      # gunicorn gthread threads; 0 = max_queue + 4
     timeout: int = 900                    # gunicorn worker timeout (s)
     keep_alive: str = "5m"                # default keep_alive, Ollama's
@@ -64,6 +67,12 @@ class Settings:
         max_queue = _int(env, "AIRLLM_MAX_QUEUE", 8)
         if max_queue < 0:
             raise ValueError("AIRLLM_MAX_QUEUE must be 0 or more")
+        max_batch = _int(env, "AIRLLM_MAX_BATCH", 8)
+        if max_batch < 1:
+            raise ValueError("AIRLLM_MAX_BATCH must be 1 or more")
+        heartbeat = _float(env, "AIRLLM_HEARTBEAT_S", 5.0)
+        if heartbeat <= 0:
+            raise ValueError("AIRLLM_HEARTBEAT_S must be positive")
         return cls(
             bind=env.get("AIRLLM_BIND", "").strip() or "0.0.0.0",
             port=_int(env, "AIRLLM_PORT", 8000),
@@ -73,6 +82,9 @@ class Settings:
             else _default_shards_dir(env),
             device=env.get("AIRLLM_DEVICE", "").strip(),
             max_queue=max_queue,
+            max_batch=max_batch,
+            heartbeat_s=heartbeat,
+            switch_after_s=_float(env, "AIRLLM_SWITCH_AFTER_S", 30.0),
             threads=_int(env, "AIRLLM_THREADS", 0),
             timeout=_int(env, "AIRLLM_TIMEOUT", 900),
             keep_alive=env.get("AIRLLM_KEEP_ALIVE", "").strip() or "5m",
@@ -90,8 +102,8 @@ class Settings:
 
     @property
     def worker_threads(self) -> int:
-        """Threads for gunicorn: every queued request holds one, plus room for /health and /api/tags."""
-        return self.threads if self.threads > 0 else self.max_queue + 4
+        """Threads for gunicorn: every running or queued request holds one, plus room for /health and /api/tags."""
+        return self.threads if self.threads > 0 else self.max_queue + self.max_batch + 4
 
 
 def apply_process_env(settings: Settings) -> None:

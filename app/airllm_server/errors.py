@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
-OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
+OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error", 501: "not_supported_error"}
 
 
 class ApiError(Exception):

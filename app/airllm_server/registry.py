@@ -11,6 +11,7 @@ Two sources, merged (the file wins on a name clash):
       context_length = 8192
       shards_dir = "/fast/shards" # default: AIRLLM_SHARDS_DIR
       layer_cache = "on"          # off | auto | on (default: AIRLLM_LAYER_CACHE)
+      trust_remote_code = true    # let the folder's own Python code run (auto_map); off by default
 
 A broken entry is logged, listed by /health and left out; the others are still served.
 """
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 COMPRESSIONS = ("4bit", "8bit")
-OPTION_KEYS = {"path", "dtype", "compression", "context_length", "shards_dir", "layer_cache"}
+OPTION_KEYS = {"path", "dtype", "compression", "context_length", "shards_dir", "layer_cache", "trust_remote_code"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 NAME = re.compile(r"^[A-Za-z0-9][\w./-]*(:[\w.-]+)?$")
 
@@ -61,6 +62,7 @@ class ModelEntry:
     context_length: int | None = None
     shards_dir: Path | None = None
     layer_cache: str | None = None   # off | auto | on; None = the server's AIRLLM_LAYER_CACHE
+    trust_remote_code: bool = False  # the operator allows the folder's own Python code to run
     info: CheckpointInfo | None = None
 
     @property
@@ -184,9 +186,12 @@ def build_entry(name: str, options: dict, shards_root: Path) -> ModelEntry:
     layer_cache = options.get("layer_cache")
     if layer_cache is not None:
         layer_cache = parse_mode(layer_cache, "layer_cache")
+    trust = options.get("trust_remote_code", False)
+    if not isinstance(trust, bool):
+        raise ValueError(f"trust_remote_code must be true or false, got {trust!r}")
     entry = ModelEntry(name=normalize_name(name), source=source, path=None, dtype=dtype, compression=compression,
                        context_length=context, shards_dir=Path(shards).expanduser() if shards else shards_root,
-                       layer_cache=layer_cache)
+                       layer_cache=layer_cache, trust_remote_code=trust)
     local = Path(source).expanduser()
     if local.exists() or not HUB_ID.match(source):
         entry.path = local.resolve() if local.exists() else local
@@ -200,6 +205,25 @@ def build_entry(name: str, options: dict, shards_root: Path) -> ModelEntry:
         raise CheckpointError(f"hub model {source} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 "
                               f"(or the local folder {source} does not exist)")
     return entry
+
+
+def remote_code_refusal(entry: ModelEntry) -> str | None:
+    """Why the folder may not be loaded: it ships Python code (``auto_map``) its registry entry does not trust.
+
+    transformers (and airllm, which passes ``trust_remote_code=True``) run such code on load; without an
+    ``auto_map`` there is no code to run.
+    """
+    if entry.trust_remote_code or entry.path is None:
+        return None
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            data = json.loads((Path(entry.path) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            return (f"model '{entry.name}' ships its own Python code ({name} has auto_map); set "
+                    "trust_remote_code = true in its registry entry to allow it to run")
+    return None
 
 
 def load_registry(models_env: str, models_file: str, shards_root: Path) -> Registry:

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import catalog, prompts
 from .disconnect import client_gone_probe
+from .admission import Handle
 from .engine import Engine
 from .errors import ApiError
 from .options import parse_keep_alive, parse_options
@@ -121,8 +122,17 @@ def _load_reply(entry: ModelEntry, model: str, body: dict, kind: str) -> Respons
     return jsonify(reply)
 
 
-def run(entry: ModelEntry, body: dict, model: str, kind: str, build) -> tuple:
-    """Shared by every generating endpoint: options, prompt, context check, then start on the device."""
+def heartbeat_s() -> float:
+    """AIRLLM_HEARTBEAT_S."""
+    return current_app.config["AIRLLM_SETTINGS"].heartbeat_s
+
+
+def run(entry: ModelEntry, body: dict, model: str, kind: str, build) -> tuple[Handle, list[int]]:
+    """Shared by every generating endpoint: options, prompt and context are checked, then the request is queued.
+
+    Everything that can reject the request happens before it takes a place; the handle is a context manager for
+    the caller, so an error while building the reply gives the place back.
+    """
     t0 = time.perf_counter()
     settings = current_app.config["AIRLLM_SETTINGS"]
     keep_alive = parse_keep_alive(body.get("keep_alive"), settings.keep_alive)
@@ -130,8 +140,8 @@ def run(entry: ModelEntry, body: dict, model: str, kind: str, build) -> tuple:
     tokenizer, lock = engine().tokenizer(entry)
     prompt_ids = build(tokenizer, lock)
     prompts.check_context(prompt_ids, sampling.num_ctx)
-    running = engine().start(entry, prompt_ids, sampling, keep_alive, client_gone_probe(request.environ), kind, t0)
-    return running, prompt_ids
+    handle = engine().admit(entry, prompt_ids, sampling, keep_alive, client_gone_probe(request.environ), kind, t0)
+    return handle, prompt_ids
 
 
 @bp.post("/api/generate")
@@ -143,10 +153,11 @@ def generate():
     prompts.reject_unsupported(body, model)
     if not body.get("prompt"):
         return _load_reply(entry, model, body, "generate")
-    running, prompt_ids = run(entry, body, model, "generate",
-                              lambda tok, lock: prompts.generate_prompt(tok, lock, body, model))
-    return native_reply(running, model, "generate", body.get("stream", True) is not False,
-                        None if body.get("raw") else prompt_ids)
+    handle, prompt_ids = run(entry, body, model, "generate",
+                             lambda tok, lock: prompts.generate_prompt(tok, lock, body, model))
+    with handle:
+        return native_reply(handle, model, "generate", body.get("stream", True) is not False,
+                            None if body.get("raw") else prompt_ids, heartbeat_s())
 
 
 @bp.post("/api/chat")
@@ -161,5 +172,19 @@ def chat():
     messages = prompts.chat_messages(body.get("messages") or [], model)
     if not messages:
         return _load_reply(entry, model, body, "chat")
-    running, _ = run(entry, body, model, "chat", lambda tok, lock: prompts.chat_prompt(tok, lock, messages, model))
-    return native_reply(running, model, "chat", body.get("stream", True) is not False, None)
+    handle, _ = run(entry, body, model, "chat", lambda tok, lock: prompts.chat_prompt(tok, lock, messages, model))
+    with handle:
+        return native_reply(handle, model, "chat", body.get("stream", True) is not False, None, heartbeat_s())
+
+
+@bp.get("/api/queue")
+def queue():
+    """The running batch (tokens so far, s/token), the sweep's progress and the waiting line with ETAs."""
+    return jsonify(engine().queue_report())
+
+
+@bp.post("/api/<any(embed, embeddings):endpoint>")
+def embeddings(endpoint: str):
+    """Not a route 404 (which reads like "model not found"): a clear 501 in Ollama's shape."""
+    raise ApiError(501, f"/api/{endpoint} is not supported by the AirLLM backend: it serves text generation only "
+                        "(/api/generate, /api/chat, /v1/chat/completions, /v1/completions)")

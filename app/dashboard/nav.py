@@ -6,6 +6,7 @@ NAV_ITEMS = [
     ("Nodes", "dashboard.nodes"),
     ("Models", "dashboard.models"),
     ("Routing", "intelli.routing"),
+    ("AirLLM", "airllm_panel.page"),
     ("Performance", "intelli.performance"),
     ("Statistics", "dashboard.statistics"),
     ("Request log", "dashboard.request_log"),

@@ -74,5 +74,5 @@ def server(tmp_path_factory, model_dir, other_model_dir, bad_dirs):
     models = {"tiny": model_dir, "missing": bad_dirs["missing"], "bad-config": bad_dirs["bad-config"],
               "truncated": bad_dirs["truncated"], "breaks-later": bad_dirs["breaks-later"]}
     with AirLLMProcess(models, models_file=registry, shards_dir=tmp_path_factory.mktemp("shards"),
-                       env={"AIRLLM_MAX_QUEUE": "1", "AIRLLM_THREADS": "8"}) as proc:
+                       env={"AIRLLM_MAX_QUEUE": "1", "AIRLLM_MAX_BATCH": "2", "AIRLLM_THREADS": "10"}) as proc:
         yield proc

@@ -246,3 +246,50 @@ def test_openai_models(server):
     assert oa.models.retrieve("tiny:latest").id == "tiny:latest"
     with pytest.raises(openai.NotFoundError):
         oa.models.retrieve("nope")
+
+
+def test_malformed_stream_options_is_a_400_before_any_device_time_and_the_next_request_runs(server):
+    for bad in (True, "yes", [1]):
+        resp = requests.post(server.url + "/v1/chat/completions", json={
+            "model": "tiny", "stream": True, "stream_options": bad, "max_tokens": 2,
+            "messages": [{"role": "user", "content": "Hi"}]}, timeout=30)
+        assert resp.status_code == 400
+        error = resp.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert error["type"] == "invalid_request_error" and "stream_options" in error["message"]
+    assert server.health()["queue"]["batch_size"] == 0 and server.health()["queue"]["depth"] == 0
+    oa = openai.OpenAI(base_url=server.url + "/v1", api_key="ollama", timeout=60, max_retries=0)
+    reply = oa.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+    assert reply.usage.completion_tokens == 2
+
+
+def test_openai_completions_are_served(server, model_dir):
+    prompt_ids = chat_prompt_ids(model_dir, [{"role": "user", "content": "Hello world"}])
+    _, expected = greedy_reference(model_dir, prompt_ids, 8)
+    oa = openai.OpenAI(base_url=server.url + "/v1", api_key="ollama", max_retries=0)
+    reply = oa.completions.create(model="tiny", prompt="Hello world", temperature=0, max_tokens=8)
+    assert reply.object == "text_completion" and reply.choices[0].text == expected
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.usage.prompt_tokens == len(prompt_ids) and reply.usage.completion_tokens == 8
+    chunks = list(oa.completions.create(model="tiny", prompt="Hello world", temperature=0, max_tokens=8,
+                                        stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == expected
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    assert chunks[-1].usage.completion_tokens == 8
+
+
+@pytest.mark.parametrize("path", ["/api/embed", "/api/embeddings"])
+def test_ollama_embedding_endpoints_say_they_are_not_supported(server, path):
+    resp = requests.post(server.url + path, json={"model": "tiny", "input": "Hello", "prompt": "Hello"})
+    assert resp.status_code == 501
+    assert set(resp.json()) == {"error"}
+    assert "not supported by the AirLLM backend" in resp.json()["error"] and path in resp.json()["error"]
+
+
+def test_openai_embeddings_say_they_are_not_supported(server):
+    oa = openai.OpenAI(base_url=server.url + "/v1", api_key="ollama", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as err:
+        oa.embeddings.create(model="tiny", input="Hello")
+    assert err.value.status_code == 501
+    body = err.value.response.json()["error"]
+    assert body["type"] == "not_supported_error" and "not supported by the AirLLM backend" in body["message"]

@@ -1,28 +1,18 @@
-"""One generation at a time: serialised concurrent clients, a bounded queue, and cancellation on disconnect."""
+"""Concurrent clients share the batch (AIRLLM_MAX_BATCH=2 here), a bounded line behind it, cancellation on disconnect."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import threading
-import time
 
 import ollama
 import requests
 
 from tests.support.tiny_model import chat_prompt_ids, greedy_reference
+from tests.support.waiting import wait_for
 
 LONG = {"temperature": 0, "num_predict": 480}
-
-
-def _wait_for(check, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _open_stream(server, prompt: str) -> http.client.HTTPConnection:
@@ -55,21 +45,35 @@ def test_two_concurrent_clients_both_get_correct_output(server, model_dir):
     assert results == expected
 
 
+def _fill_batch(server) -> list[http.client.HTTPConnection]:
+    """Two long generations: the batch of the session's server is full."""
+    conns = [_open_stream(server, p) for p in ("Hello", "Numbers")]
+    for conn in conns:
+        resp = conn.getresponse()
+        assert resp.status == 200
+        resp.readline()
+    wait_for(lambda: server.health()["queue"]["batch_size"] == 2, "a full batch")
+    return conns
+
+
+def _close(conns) -> None:
+    for conn in conns:
+        conn.sock.close()
+        conn.close()
+
+
 def test_full_queue_answers_503_with_retry_after(server):
-    running = _open_stream(server, "Hello")
-    first = running.getresponse()
-    assert first.status == 200
-    first.readline()
+    running = _fill_batch(server)
     waiting = threading.Thread(target=lambda: requests.post(server.url + "/api/generate", json={
         "model": "tiny", "prompt": "Hi", "stream": False, "options": {"num_predict": 2}}, timeout=120))
     waiting.start()
-    _wait_for(lambda: server.health()["queue"]["depth"] == 1, "a waiting request")
+    wait_for(lambda: server.health()["queue"]["depth"] == 1, "a waiting request")
     busy = requests.post(server.url + "/api/generate", json={"model": "tiny", "prompt": "Hi", "stream": False})
     assert busy.status_code == 503
     assert busy.json()["error"].startswith("server busy")
     assert int(busy.headers["Retry-After"]) >= 1
     assert ollama.Client(host=server.url).list().models      # /api/tags still answers meanwhile
-    running.close()
+    _close(running)
     waiting.join(timeout=120)
     assert not waiting.is_alive()
 
@@ -82,7 +86,7 @@ def test_disconnect_cancels_generation_and_frees_the_device(server):
         assert json.loads(resp.readline())["done"] is False
     conn.sock.close()
     conn.close()
-    canceled = _wait_for(lambda: len(_recent(server, "canceled")) > canceled_before and _recent(server, "canceled"),
+    canceled = wait_for(lambda: len(_recent(server, "canceled")) > canceled_before and _recent(server, "canceled"),
                          "the canceled generation")
     assert canceled[-1]["eval_count"] < LONG["num_predict"]
     health = server.health()
@@ -93,17 +97,15 @@ def test_disconnect_cancels_generation_and_frees_the_device(server):
 
 def test_queued_request_whose_client_left_is_dropped(server):
     dropped_before = server.health()["queue"]["dropped"]
-    running = _open_stream(server, "Hello")
-    head = running.getresponse()
-    head.readline()
+    running = _fill_batch(server)
     queued = _open_stream(server, "Queued")
-    _wait_for(lambda: server.health()["queue"]["depth"] == 1, "the queued request")
+    wait_for(lambda: server.health()["queue"]["depth"] == 1, "the queued request")
     waiting = server.health()["queue"]["waiting"]
     assert waiting[0]["position"] == 1 and waiting[0]["model"] == "tiny:latest"
     queued.sock.close()
     queued.close()
-    health = _wait_for(lambda: (h := server.health())["queue"]["dropped"] > dropped_before and h, "the drop")
+    health = wait_for(lambda: (h := server.health())["queue"]["dropped"] > dropped_before and h, "the drop")
     assert health["queue"]["depth"] == 0
-    assert health["queue"]["running"] is not None            # the first generation carries on
-    running.close()
-    _wait_for(lambda: server.health()["queue"]["running"] is None, "the device to be free")
+    assert health["queue"]["batch_size"] == 2                # the running generations carry on
+    _close(running)
+    wait_for(lambda: server.health()["queue"]["running"] is None, "the device to be free")

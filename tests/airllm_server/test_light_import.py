@@ -9,7 +9,10 @@ from tests.support.airllm_process import REPO_ROOT
 
 LIGHT = ["app", "app.airllm_server", "app.airllm_server.config", "app.airllm_server.registry",
          "app.airllm_server.checkpoint", "app.airllm_server.engine", "app.airllm_server.views",
-         "app.airllm_server.openai_views", "app.airllm_server.catalog", "app.airllm_server.scheduler"]
+         "app.airllm_server.openai_views", "app.airllm_server.catalog", "app.airllm_server.batcher",
+         "app.airllm_server.policy", "app.airllm_server.admission", "app.airllm_server.lifecycle",
+         "app.airllm_server.tokenizers", "app.airllm_server.generation", "app.airllm_server.reporting",
+         "app.airllm_server.runtime", "app.dashboard.airllm_panel"]
 
 
 def test_importing_app_and_light_server_modules_does_not_load_torch():

@@ -18,3 +18,8 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
         time.sleep(interval)  # the pause between two checks of the condition, not a bet on timing
+
+
+def wait_for(check: Callable[[], T], what: str, timeout: float = 60.0, poll: float = 0.002) -> T:
+    """wait_until with the AirLLM tests' argument order and a fine poll (token timings are milliseconds apart)."""
+    return wait_until(check, timeout, what, poll)
