@@ -188,8 +188,7 @@ class ProxyApp:
             record.backend, record.model, record.status = attempt.label, attempt.model, upstream.status
             record.streamed = upstream.content_type.startswith(("application/x-ndjson", "text/event-stream"))
             out_headers = response_headers(upstream, attempt.label)
-            if node is not None:
-                out_headers.append((NODE_HEADER, node.name))
+            out_headers.append((NODE_HEADER, node.name if node is not None else attempt.label))  # airllm
             if attempt.model and self.resolver is not None:
                 out_headers.append(("X-IntelliProxy-Model", attempt.model))
             if path.startswith("/api/blobs/") and node is not None and upstream.status < 400:
