@@ -2,7 +2,7 @@
 
 It is plain WSGI rather than Flask on purpose: this path runs for every token stream, and Flask's request
 dispatch alone costs ~64 µs per call on the target machine against a budget of 350 µs for the whole request
-(../shared/bench targets). The dashboard, where that does not matter, is a Flask app.
+(the README's Performance targets). The dashboard, where that does not matter, is a Flask app.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Why not `requests`/urllib3 on this path: they hand out a chunked body one HTTP chunk at a time (one NDJSON line
 each), and a proxy that writes one line per socket send tops out at a small fraction of the upstream's rate
-(see ../shared/bench, "naive-stream"). Here `iter_body()` decodes the chunked framing itself and yields
+(README, Performance: the Flask + requests proxy). Here `iter_body()` decodes the chunked framing itself and yields
 *everything that has arrived* in one piece: nothing is held back waiting for more, yet a burst of lines costs
 one send. It also keeps headers and bodies as raw bytes (no decoding, no re-encoding), pools keep-alive
 connections per upstream, and checks while it waits whether the client is still there.
