@@ -7,7 +7,6 @@ dispatch alone costs ~64 µs per call on the target machine against a budget of 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 import urllib.parse
@@ -17,11 +16,11 @@ from ..fleet.pool import Pool
 from ..routing import AIRLLM, OLLAMA_FALLBACK
 from ..telemetry.records import RequestRecord
 from . import everywhere, management, pool_relay
-from .attempts import Attempt, LocalReply, model_attempts
+from .attempts import NODE_HEADER, Attempt, LocalReply, model_attempts
 from .everywhere import Everywhere
-from .catalog import LISTS, decode_list, fetch_lists, merge_model_lists
-from .errors import (error_response, is_model_not_found, is_route_not_found, json_response,
-                     status_line as failure_status_line)
+from .lists import merged_list
+from .catalog import LISTS
+from .errors import error_response, is_model_not_found, is_route_not_found, json_response
 from .inbound import (ROUTED_BY_BODY, BadRequest, client_address, client_alive_probe, content_length,
                       forward_headers, is_api_path, iter_body, model_from_body, parse_json_body, prompt_text,
                       read_body)
@@ -33,7 +32,6 @@ OPEN_PATHS = frozenset({"/", "/health"})  # liveness probes stay open when PROXY
 BACKEND_NAMES = {"ollama": "Ollama", "airllm": "the AirLLM server"}
 # Requests that occupy one of a node's NUM_PARALLEL slots while they run (the rest are quick lookups).
 INFERENCE_PATHS = ROUTED_BY_BODY - {"/api/show"}
-NODE_HEADER = "X-IntelliProxy-Node"
 
 __all__ = ["Attempt", "LocalReply", "ProxyApp"]
 
@@ -65,7 +63,7 @@ class ProxyApp:
         if path == "/health" and method in ("GET", "HEAD"):
             return json_response(start_response, 200, self.health.report())
         if method == "GET" and path in LISTS and self._needs_merge():
-            return self._merged_list(environ, start_response, path)
+            return merged_list(self, environ, start_response, path)
         try:
             return self._relay(environ, start_response, method, path)
         except BadRequest as exc:  # a streamed upload (blob) that the client sends too slowly: 408
@@ -311,68 +309,6 @@ class ProxyApp:
         record.status, record.error, record.finished = status, message, time.perf_counter()
         self.recorder.submit(record)
         return error_response(start_response, path, status, message, extra_headers)
-
-    # -- merged model lists ---------------------------------------------------------------------------------
-
-    def _merged_list(self, environ, start_response, path: str):
-        """`/api/tags`, `/api/ps`, `/v1/models`: every up node's list (each model once; `/api/ps` an entry per node
-        and model), plus the AirLLM server's and the virtual model."""
-        table = self.watcher.table
-        self.pool.sync(table)
-        record = RequestRecord(method="GET", endpoint=path, client=client_address(environ))
-        headers = forward_headers(environ, drop_authorization=bool(self.api_keys))
-        nodes = [view.config for view in self.pool.up_views()]
-        answers = fetch_lists(self.client, nodes, path, headers) if nodes else []
-        lists = [(node, decode_list(raw)) for node, status, raw, _ in answers if status == 200]
-        lists = [(node, value) for node, value in lists if value is not None]
-        if not lists:
-            if not answers:
-                return self._fail(start_response, record, path, 502, "no Ollama node is configured")
-            node, status, raw, failure = answers[0]
-            if failure is not None:
-                message = f"cannot reach Ollama at {node.backend.url}: {failure}" if len(answers) == 1 else \
-                    "every Ollama node failed: " + "; ".join(f"{n.name}: {f or f'HTTP {s}'}"
-                                                             for n, s, _, f in answers)
-                return self._fail(start_response, record, path, 502, message)
-            # an error or something unexpected: pass the node's answer through untouched
-            record.status, record.finished, record.node = status, time.perf_counter(), node.name
-            self.recorder.submit(record)
-            start_response(failure_status_line(status), [("Content-Type", "application/json; charset=utf-8"),
-                                                          ("Content-Length", str(len(raw))),
-                                                          ("X-IntelliProxy-Backend", "ollama"),
-                                                          (NODE_HEADER, node.name)])
-            return [raw]
-        key, name_field = LISTS[path]
-        primary = lists[0][1]
-        for _, other in lists[1:]:
-            if path == "/api/ps":  # the same model loaded on two nodes is two entries
-                primary = dict(primary, **{key: list(primary.get(key) or []) + list(other.get(key) or [])})
-            else:
-                primary = merge_model_lists(primary, other, key, name_field)
-        record.node = ",".join(node.name for node, _ in lists)
-        key, name_field = LISTS[path]
-        extra = self._airllm_list(table, path, headers) if table.airllm_enabled else None
-        additions = self.resolver.list_entries(path) if self.resolver is not None else None
-        merged = merge_model_lists(primary, extra, key, name_field, additions)
-        record.status, record.finished = 200, time.perf_counter()
-        self.recorder.submit(record)
-        body = json.dumps(merged).encode()
-        start_response("200 OK", [("Content-Type", "application/json; charset=utf-8"),
-                                  ("Content-Length", str(len(body))),
-                                  ("X-IntelliProxy-Backend", "ollama+airllm" if extra else "ollama"),
-                                  (NODE_HEADER, record.node)])
-        return [body]
-
-    def _airllm_list(self, table, path: str, headers) -> dict | None:
-        """The AirLLM server's list, or None when it is down (its part is then left out)."""
-        try:
-            upstream = self.client.request("GET", table.airllm.host, table.airllm.port, path, headers,
-                                           read_timeout=5.0, connect_timeout=2.0)
-            raw = upstream.read()
-        except UpstreamError as exc:
-            log.info("AirLLM server at %s left out of %s: %s", table.airllm.url, path, exc.message)
-            return None
-        return decode_list(raw) if upstream.status == 200 else None
 
 
 def _join(note: str | None, text: str) -> str:

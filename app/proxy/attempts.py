@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 from ..routing import AIRLLM, Backend, choose_backends
 
+NODE_HEADER = "X-IntelliProxy-Node"  # which node answered (on replies); which node to use (on pull requests)
+
 
 @dataclass
 class Attempt:

@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import dataclass
 
+from .attempts import NODE_HEADER
 from .errors import error_response, json_response
 from .upstream import UpstreamError
 
@@ -53,18 +54,18 @@ def _delete(pool, client, recorder, record, start_response, method, path, header
     failed = [(n.name, status, _message(body)) for n, status, body in results if status not in (200, 404)]
     if deleted and not failed:
         _finish(recorder, record, 200, node=names)
-        start_response("200 OK", [("Content-Length", "0"), ("X-IntelliProxy-Node", names)])
+        start_response("200 OK", [("Content-Length", "0"), (NODE_HEADER, names)])
         return [b""]
     if not deleted and not failed:  # nobody had it: Ollama's own 404
         node, status, body = results[0]
         _finish(recorder, record, 404, _message(body), names)
-        return error_response(start_response, path, 404, _message(body), [("X-IntelliProxy-Node", names)])
+        return error_response(start_response, path, 404, _message(body), [(NODE_HEADER, names)])
     summary = "; ".join(f"{name}: HTTP {status} {message}" for name, status, message in failed)
     if deleted:
         summary += f"; deleted on {', '.join(deleted)}"
     _finish(recorder, record, 502, summary, names)
     return error_response(start_response, path, 502, f"delete failed on some nodes: {summary}",
-                          [("X-IntelliProxy-Node", names)])
+                          [(NODE_HEADER, names)])
 
 
 def _message(body: bytes) -> str:
@@ -111,13 +112,13 @@ def _pull(pool, client, recorder, record, start_response, path, headers, plan, n
         yield json.dumps(final).encode() + b"\n"
 
     if streaming:
-        start_response("200 OK", [("Content-Type", "application/x-ndjson"), ("X-IntelliProxy-Node", names),
+        start_response("200 OK", [("Content-Type", "application/x-ndjson"), (NODE_HEADER, names),
                                   ("X-Accel-Buffering", "no")])
         return lines()
     final = json.loads(b"".join(lines()).rsplit(b"\n", 2)[-2])
     if "error" in final:
-        return error_response(start_response, path, 500, final["error"], [("X-IntelliProxy-Node", names)])
-    return json_response(start_response, 200, final, [("X-IntelliProxy-Node", names)])
+        return error_response(start_response, path, 500, final["error"], [(NODE_HEADER, names)])
+    return json_response(start_response, 200, final, [(NODE_HEADER, names)])
 
 
 def _progress(line: bytes, error: str | None) -> str | None:
