@@ -51,7 +51,7 @@ def queue_report(batcher, lifecycle) -> dict:
     fixed, per_token = policy.fit_step_cost(snap["samples"])
     progress = snap["progress"]
     step_s = progress["last_step_s"]
-    loading = [running_row(h, now) for h in snap["active"]]
+    batch = [running_row(h, now) for h in snap["active"]]
     return {
         "resident_model": name,
         "state": lifecycle.state if not snap["active"] else "generating",
@@ -59,7 +59,7 @@ def queue_report(batcher, lifecycle) -> dict:
                   "last_step_s": round(step_s, 4) if step_s else None,
                   "steps_per_s": round(1 / step_s, 2) if step_s else None,
                   "fixed_s": round(fixed, 4), "per_token_s": round(per_token, 5)},
-        "batch": loading, "max_batch": batcher.max_batch,
+        "batch": batch, "max_batch": batcher.max_batch,
         "waiting": waiting_rows(snap, name, batcher.max_batch, batcher.switch_after_s, lifecycle.last_load_seconds,
                                 now),
         "max_waiting": batcher.max_waiting, "loading_tokenizers": snap["loading"],
