@@ -98,6 +98,7 @@ class Pool:
                                 settings.get("PROXY_QUEUE_TIMEOUT_S", 120.0))
         self.node_count = 0
         self._shapes: dict[int, tuple] = {}  # node id -> its lists with board slots (see _shape)
+        self._single: NodeView | None = None
 
     # -- configuration -------------------------------------------------------------------------------------
 
@@ -126,6 +127,8 @@ class Pool:
                     view.tags_due = time.monotonic()
                 view.config = config
         self.node_count = sum(1 for n in wanted.values() if n.enabled)
+        enabled = [v for v in self.views.values() if v.config.enabled]
+        self._single = enabled[0] if len(enabled) == 1 else None
 
     def stop(self) -> None:
         for prober in self._probers.values():
@@ -255,6 +258,10 @@ class Pool:
         view = self.views.get(node.id)
         if view is not None:
             view.tags_due = time.monotonic() + TAGS_AFTER_404_SECONDS
+
+    def single_node(self) -> NodeView | None:
+        """The view of the only enabled node, when the pool has exactly one (the common case: no choice to make)."""
+        return self._single
 
     def up_views(self) -> list[NodeView]:
         views = [v for v in self.views.values() if v.config.enabled]

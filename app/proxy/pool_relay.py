@@ -43,6 +43,10 @@ def placement_for(pool: Pool, key: str | None, inference: bool, client_alive):
     """Candidates for a request, as (node, reason) pairs, and the first one's ticket when it is inference.
 
     Inference may wait in the line (LineFull and ClientLeft are raised)."""
+    single = pool.single_node()
+    if single is not None:  # one node: nothing to choose, and no waiting (Ollama's own queue, as without a pool)
+        node, reason = single.config, LOADED if key in single.loaded else "only node"
+        return [(node, reason)], pool.acquire(node, key, cold=reason != LOADED) if inference and key else None
     if key is None:
         views = pool.up_views()
         ranked = sorted(views, key=lambda v: (v.state != "up", v.config.id))
