@@ -142,7 +142,6 @@ class Placement:
 
     action: str
     candidates: tuple = ()  # ((NodeConfig, reason), ...)
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +190,7 @@ def place(demand: ModelDemand, nodes: list[NodeState] | tuple) -> Placement:
     usable = [n for n in enabled if n.up]
     if not usable:  # probes may be stale: try every enabled node, the relay reports what each said
         ranked = sorted(enabled, key=lambda n: (n.busyness(), -n.config.weight, n.config.id))
-        return Placement(SEND, tuple((n.config, "no node is up") for n in ranked), "no node is up")
+        return Placement(SEND, tuple((n.config, "no node is up") for n in ranked))
     listing = [n for n in usable if n.lists_model]
     pool = listing or usable  # nobody lists it: any node, so Ollama's own 404 (or pull) reaches the client
 
@@ -214,7 +213,7 @@ def place(demand: ModelDemand, nodes: list[NodeState] | tuple) -> Placement:
     replica = _replica(demand, loaded, copies)
     if replica is not None:
         return plan(replica, REPLICA)
-    return Placement(WAIT, (), f"all {len(loaded)} loaded copies busy")
+    return Placement(WAIT)
 
 
 def _replica(demand: ModelDemand, loaded: list[NodeState], copies: list[_Copy]) -> NodeState | None:

@@ -213,11 +213,6 @@ class Board:
         return sum(self._inflight[(row * MAX_MODELS + model_slot) * MAX_NODES + node_slot]
                    for row in self.live_rows())
 
-    def node_inflight(self, node_slot: int, model_slots) -> int:
-        """Requests in flight on a node for the given model slots (all workers)."""
-        inflight, rows = self._inflight, self.live_rows()
-        return sum(inflight[(row * MAX_MODELS + m) * MAX_NODES + node_slot] for row in rows for m in model_slots)
-
     def add_waiting(self, model_slot: int, delta: int) -> None:
         self._waiting[self.row() * MAX_MODELS + model_slot] += delta
 

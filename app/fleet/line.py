@@ -72,7 +72,3 @@ class WaitingLine:
         line = self._lines.get(key)
         if line:
             line[0].set()
-
-    def waiting_here(self, key: str) -> int:
-        line = self._lines.get(key)
-        return len(line) if line else 0

@@ -95,8 +95,6 @@ class NodeProber:
                                        read_timeout=PROBE_TIMEOUT, connect_timeout=PROBE_TIMEOUT)
         raw = response.read()
         elapsed = (time.perf_counter() - started) * 1000
-        if response.status >= 500 or response.status == 429:
-            raise UpstreamError("status", f"HTTP {response.status} on {path}")
         if response.status != 200:
             raise UpstreamError("status", f"HTTP {response.status} on {path}")
         try:

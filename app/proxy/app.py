@@ -20,7 +20,7 @@ from .attempts import NODE_HEADER, Attempt, LocalReply, model_attempts
 from .everywhere import Everywhere
 from .lists import merged_list
 from .catalog import LISTS
-from .errors import error_response, is_model_not_found, is_route_not_found, json_response
+from .errors import error_response, is_model_not_found, json_response
 from .inbound import (ROUTED_BY_BODY, BadRequest, client_address, client_alive_probe, content_length,
                       forward_headers, is_api_path, iter_body, model_from_body, parse_json_body, prompt_text,
                       read_body)
@@ -171,7 +171,7 @@ class ProxyApp:
                 record.backend, record.model = attempt.label, attempt.model
                 return self._fail(start_response, record, path, 502,
                                   f"{BACKEND_NAMES.get(attempt.backend.name, 'the backend')} failed: {exc.message}")
-            if attempt.label == AIRLLM and upstream.status == 404 and is_route_not_found(upstream.read(), upstream):
+            if attempt.label == AIRLLM and upstream.status == 404 and not self._names_a_model(upstream):
                 upstream.close()
                 record.backend, record.model = attempt.label, attempt.model
                 return self._fail(start_response, record, path, 501,
@@ -282,10 +282,15 @@ class ProxyApp:
             return True
         if attempt.fallback_on_not_found and upstream.status == 404:
             # Only "model not found" moves on; any other 404 (a route the backend lacks) is the answer.
-            body = upstream.read()
-            upstream.replay(body)
-            return is_model_not_found(body)
+            return ProxyApp._names_a_model(upstream)
         return False
+
+    @staticmethod
+    def _names_a_model(upstream) -> bool:
+        """A 404 that says "model not found" (not a route the server lacks); the body stays readable."""
+        body = upstream.read()
+        upstream.replay(body)
+        return is_model_not_found(body)
 
     def _note_fallback(self, record: RequestRecord, attempt: Attempt, reason: str) -> None:
         name = BACKEND_NAMES.get(attempt.backend.name, attempt.backend.name)

@@ -68,10 +68,3 @@ def is_model_not_found(body: bytes) -> bool:
     if isinstance(error, dict):  # the OpenAI envelope on /v1
         error = error.get("message")
     return isinstance(error, str) and "not found" in error.lower() and "page not found" not in error.lower()
-
-
-def is_route_not_found(body: bytes, upstream=None) -> bool:
-    """A 404 that names no model: the server has no such endpoint (an older AirLLM server, say)."""
-    if upstream is not None:
-        upstream.replay(body)
-    return not is_model_not_found(body)

@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import dataclass
 
+from ..routing import normalize_model_name
 from .attempts import NODE_HEADER
 from .errors import error_response, json_response
 from .upstream import UpstreamError
@@ -28,8 +29,6 @@ def run(pool, client, recorder, record, start_response, method: str, path: str, 
 
 
 def _key(body: dict) -> str:
-    from ..routing import normalize_model_name
-
     name = body.get("model") or body.get("name") or ""
     return normalize_model_name(name) if isinstance(name, str) else ""
 

@@ -1,7 +1,6 @@
 """Is the peer of a socket still there? One non-blocking peek, valid for any descriptor number.
 
-select.select() cannot take descriptors >= 1024 (FD_SETSIZE), and under gevent's monkey-patching select.poll
-is removed, so the check is a recv(1, MSG_PEEK | MSG_DONTWAIT): nothing waiting means open and idle, b"" means
+select's fd_set cannot hold descriptors >= 1024 (FD_SETSIZE), and gevent's monkey-patching removes poll, so the check is a recv(1, MSG_PEEK | MSG_DONTWAIT): nothing waiting means open and idle, b"" means
 the peer closed (or half-closed) its sending side, a byte means data is waiting.
 """
 from __future__ import annotations

@@ -2,53 +2,30 @@
 "model not found")."""
 from __future__ import annotations
 
-import socket
-import threading
-
 import pytest
 import requests
 
 from tests.conftest import wait_for_config_propagation
+from tests.support.raw_server import RawServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("reset_routing")
 
 
-class BrokenReplies:
-    """Answers every request with a 404 head announcing 100 bytes, sends 9, and hangs up."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.paths: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 100\r\n"
-                             b"\r\n{\"error\":")
-                self.paths.append(data.split(b" ", 2)[1].decode() if b" " in data else "")
-
-    def close(self):
-        self.sock.close()
+BROKEN_404 = b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"error\":"
 
 
 @pytest.fixture
 def broken():
-    server = BrokenReplies()
+    """Answers every request with a 404 head announcing 100 bytes, sends 9, and hangs up."""
+    paths: list[str] = []
+
+    def script(request: bytes):
+        paths.append(request.split(b" ", 2)[1].decode())
+        return [(0, BROKEN_404), (0, None)]
+
+    server = RawServer(script)
+    server.paths = paths
     yield server
     server.close()
 
